@@ -1,0 +1,201 @@
+//! The options both servers take, from flags or environment variables.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser};
+
+/// What differs between the two servers' option sets.
+#[derive(Debug, Clone, Copy)]
+pub struct Defaults {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub port: u16,
+    /// SSE comment interval, or WebSocket ping interval.
+    pub heartbeat: &'static str,
+    pub heartbeat_help: &'static str,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on
+    #[arg(long, env = "DEMO_BIND", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+
+    /// Port to listen on (0 picks a free port)
+    #[arg(long, env = "DEMO_PORT")]
+    pub port: u16,
+
+    /// Time between two "Hello hello!" broadcasts (e.g. 3s, 500ms)
+    #[arg(long, env = "DEMO_INTERVAL", default_value = "3s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// How many recent broadcasts are kept for clients that resume
+    #[arg(long, env = "DEMO_REPLAY", default_value_t = 1024)]
+    pub replay: usize,
+
+    /// How many broadcasts may wait for one client before it is disconnected as too slow
+    #[arg(long, env = "DEMO_CLIENT_QUEUE", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub client_queue: u32,
+
+    /// Heartbeat interval
+    #[arg(long, env = "DEMO_HEARTBEAT", value_parser = parse_duration)]
+    pub heartbeat: Duration,
+
+    /// Longest wait for connections to finish after Ctrl-C or SIGTERM
+    #[arg(long, env = "DEMO_SHUTDOWN_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Largest message a client may send, in bytes (WebSocket message or POST body)
+    #[arg(long, env = "DEMO_MAX_MESSAGE", default_value_t = 64 * 1024)]
+    pub max_message: usize,
+
+    /// Most clients connected at once; more get 503
+    #[arg(long, env = "DEMO_MAX_CLIENTS", default_value_t = 100_000)]
+    pub max_clients: usize,
+}
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+}
+
+/// The outcome of reading the command line.
+#[derive(Debug)]
+pub enum Parsed {
+    Run(Config),
+    /// `--help` or `--version`: print this and exit successfully.
+    Print(String),
+    /// A bad option, as one line.
+    Error(String),
+}
+
+impl Config {
+    /// Reads options from `args` (the program name first) and the environment.
+    pub fn parse<I, T>(defaults: &Defaults, args: I) -> Parsed
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let command = Cli::command()
+            .name(defaults.name)
+            .about(defaults.about)
+            .mut_arg("port", |arg| {
+                arg.default_value(defaults.port.to_string()).required(false)
+            })
+            .mut_arg("heartbeat", |arg| {
+                arg.default_value(defaults.heartbeat)
+                    .required(false)
+                    .help(defaults.heartbeat_help)
+            });
+        let matches = match command.try_get_matches_from(args) {
+            Ok(matches) => matches,
+            Err(error) => return from_clap_error(error),
+        };
+        match Cli::from_arg_matches(&matches) {
+            Ok(cli) => Parsed::Run(cli.config),
+            Err(error) => from_clap_error(error),
+        }
+    }
+}
+
+fn from_clap_error(error: clap::Error) -> Parsed {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Parsed::Print(error.to_string()),
+        _ => {
+            // clap's message, without the usage and hint it appends after a
+            // blank line, folded into one line.
+            let text = error.to_string();
+            let what = text.split("\n\n").next().unwrap_or_default();
+            let line = what.split_whitespace().collect::<Vec<_>>().join(" ");
+            Parsed::Error(format!("{line} (see --help)"))
+        }
+    }
+}
+
+/// Parses `3s`, `500ms`, `2m`, `1.5s`, or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 3s or 500ms"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" => number * 60.0,
+        other => return Err(format!("unknown unit '{other}' (use ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("'{text}' is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEFAULTS: Defaults = Defaults {
+        name: "demo",
+        about: "A demo",
+        port: 8081,
+        heartbeat: "30s",
+        heartbeat_help: "Ping interval",
+    };
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("3s"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3h").is_err());
+    }
+
+    #[test]
+    fn defaults_apply_and_flags_override_them() {
+        let parsed = Config::parse(&DEFAULTS, ["demo"]);
+        let Parsed::Run(config) = parsed else {
+            panic!("defaults should parse: {parsed:?}")
+        };
+        assert_eq!(config.port, 8081);
+        assert_eq!(config.interval, Duration::from_secs(3));
+        assert_eq!(config.heartbeat, Duration::from_secs(30));
+        let Parsed::Run(config) = Config::parse(&DEFAULTS, ["demo", "--port", "9000"]) else {
+            panic!("--port should parse")
+        };
+        assert_eq!(config.port, 9000);
+    }
+
+    #[test]
+    fn a_bad_option_is_one_line() {
+        let Parsed::Error(line) = Config::parse(&DEFAULTS, ["demo", "--port", "http"]) else {
+            panic!("a bad port should not parse")
+        };
+        assert!(
+            line.starts_with("error: invalid value 'http' for '--port"),
+            "{line}"
+        );
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn help_lists_the_options() {
+        let Parsed::Print(help) = Config::parse(&DEFAULTS, ["demo", "--help"]) else {
+            panic!("--help should print")
+        };
+        for option in [
+            "--bind",
+            "--port",
+            "--interval",
+            "DEMO_PORT",
+            "[default: 8081]",
+        ] {
+            assert!(help.contains(option), "help lacks {option}: {help}");
+        }
+    }
+}

@@ -1,0 +1,480 @@
+//! The broadcast hub: every broadcast gets an id, is framed once, kept in a
+//! bounded replay buffer, and handed to every subscriber's bounded queue.
+//!
+//! The hub is the one place both servers publish to and subscribe from. It holds
+//! its lock only for plain memory work (never across an `.await`), and a
+//! subscriber whose queue is full is evicted on the spot rather than waited for,
+//! so one stalled client can neither slow the others nor grow memory.
+//!
+//! A backplane (Redis, say) fits in front of [`Hub::publish`]: each instance
+//! would publish to the backplane and feed what comes back into its own hub.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::message::Message;
+use crate::sse;
+
+/// The id of one broadcast: the run of the server that issued it, and its place
+/// in that run's stream. Written `<run>-<seq>`, with `run` in hex.
+///
+/// `seq` strictly increases within a run; `run` changes at every start, so an
+/// id from before a restart is never mistaken for a current one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EventId {
+    pub run: u64,
+    pub seq: u64,
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:x}-{}", self.run, self.seq)
+    }
+}
+
+impl FromStr for EventId {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        let (run, seq) = text.trim().split_once('-').ok_or(())?;
+        Ok(EventId {
+            run: u64::from_str_radix(run, 16).map_err(|_| ())?,
+            seq: seq.parse().map_err(|_| ())?,
+        })
+    }
+}
+
+/// One broadcast, framed once for both protocols and shared by every client.
+#[derive(Debug)]
+pub struct Event {
+    pub id: EventId,
+    /// The WebSocket text frame: `{"id":"...","message":"..."}`.
+    pub json: Utf8Bytes,
+    /// The event-stream frame: `id: ...` then `data: {"message":"..."}`.
+    pub sse: Bytes,
+}
+
+impl Event {
+    fn new(id: EventId, message: &str) -> Self {
+        let id_text = id.to_string();
+        let json = serde_json::json!({ "id": id_text, "message": message }).to_string();
+        let data = Message::new(message).to_json();
+        Event {
+            id,
+            json: json.into(),
+            sse: sse::event(None, Some(&id_text), &data),
+        }
+    }
+}
+
+/// Why a resuming client cannot be given everything it missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissedReason {
+    /// The id is older than the oldest broadcast the replay buffer keeps.
+    Expired,
+    /// The id was issued by an earlier run of the server.
+    Restarted,
+    /// The id is not one this server could have issued.
+    Unknown,
+}
+
+impl MissedReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissedReason::Expired => "expired",
+            MissedReason::Restarted => "restarted",
+            MissedReason::Unknown => "unknown",
+        }
+    }
+}
+
+/// The notice a resuming client gets when messages were lost to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missed {
+    /// The id the client asked to resume after.
+    pub since: String,
+    pub reason: MissedReason,
+}
+
+impl Missed {
+    /// `{"missed":true,"since":"...","reason":"..."}`
+    pub fn to_json(&self) -> String {
+        serde_json::json!({ "missed": true, "since": self.since, "reason": self.reason.as_str() })
+            .to_string()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct HubConfig {
+    /// How many recent broadcasts are kept for resuming clients.
+    pub replay: usize,
+    /// How many broadcasts may wait for one client before it counts as stalled.
+    pub client_queue: usize,
+    /// How many subscribers the hub accepts at once.
+    pub max_clients: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            replay: 1024,
+            client_queue: 1024,
+            max_clients: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribeError {
+    /// `max_clients` subscribers are connected already.
+    Full,
+    /// The server is shutting down.
+    Closed,
+}
+
+/// Counters the hub keeps as it works.
+#[derive(Debug, Default)]
+pub struct HubStats {
+    pub broadcasts: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub slow_disconnects: AtomicU64,
+}
+
+pub struct Hub {
+    run: u64,
+    config: HubConfig,
+    state: Mutex<State>,
+    pub stats: HubStats,
+}
+
+struct State {
+    last_seq: u64,
+    replay: VecDeque<Arc<Event>>,
+    subscribers: HashMap<u64, Subscriber>,
+    next_key: u64,
+    closed: bool,
+}
+
+struct Subscriber {
+    queue: mpsc::Sender<Arc<Event>>,
+    evicted: CancellationToken,
+}
+
+impl Hub {
+    pub fn new(config: HubConfig) -> Arc<Hub> {
+        // Nanoseconds since the epoch: distinct for every start of a server.
+        let run = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |since| since.as_nanos() as u64);
+        Arc::new(Hub {
+            run,
+            config,
+            state: Mutex::new(State {
+                last_seq: 0,
+                replay: VecDeque::with_capacity(config.replay),
+                subscribers: HashMap::new(),
+                next_key: 0,
+                closed: false,
+            }),
+            stats: HubStats::default(),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // No code panics while holding the lock, so a poisoned lock still holds
+        // consistent state.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Broadcasts `message` to every subscriber and keeps it for replay.
+    pub fn publish(&self, message: &str) -> EventId {
+        let mut state = self.state();
+        state.last_seq += 1;
+        let id = EventId {
+            run: self.run,
+            seq: state.last_seq,
+        };
+        let event = Arc::new(Event::new(id, message));
+        if self.config.replay > 0 {
+            if state.replay.len() == self.config.replay {
+                state.replay.pop_front();
+            }
+            state.replay.push_back(event.clone());
+        }
+        let mut delivered = 0;
+        let mut evicted = 0;
+        state.subscribers.retain(
+            |_, subscriber| match subscriber.queue.try_send(event.clone()) {
+                Ok(()) => {
+                    delivered += 1;
+                    true
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    subscriber.evicted.cancel();
+                    evicted += 1;
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            },
+        );
+        drop(state);
+        self.stats.broadcasts.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .deliveries
+            .fetch_add(delivered, Ordering::Relaxed);
+        if evicted > 0 {
+            self.stats
+                .slow_disconnects
+                .fetch_add(evicted, Ordering::Relaxed);
+            log::warn!("Disconnected {evicted} slow client(s): their queue was full");
+        }
+        id
+    }
+
+    /// Adds a subscriber. With `since`, the id of the last broadcast the client
+    /// saw, the subscription first yields every later broadcast still kept, then
+    /// live ones: no gap and no duplicate, since both are taken under one lock.
+    ///
+    /// `evicted` is cancelled if the subscriber's queue overflows.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        since: Option<&str>,
+        evicted: CancellationToken,
+    ) -> Result<Subscription, SubscribeError> {
+        let (queue, receiver) = mpsc::channel(self.config.client_queue.max(1));
+        let mut state = self.state();
+        if state.closed {
+            return Err(SubscribeError::Closed);
+        }
+        if state.subscribers.len() >= self.config.max_clients {
+            return Err(SubscribeError::Full);
+        }
+        let (backlog, missed) = match since {
+            None => (VecDeque::new(), None),
+            Some(since) => match self.replay_after(&state, since) {
+                Ok(backlog) => (backlog, None),
+                Err(reason) => {
+                    let since = since.to_owned();
+                    (VecDeque::new(), Some(Missed { since, reason }))
+                }
+            },
+        };
+        let key = state.next_key;
+        state.next_key += 1;
+        state.subscribers.insert(
+            key,
+            Subscriber {
+                queue,
+                evicted: evicted.clone(),
+            },
+        );
+        Ok(Subscription {
+            hub: self.clone(),
+            key,
+            missed,
+            backlog,
+            receiver,
+        })
+    }
+
+    fn replay_after(
+        &self,
+        state: &State,
+        since: &str,
+    ) -> Result<VecDeque<Arc<Event>>, MissedReason> {
+        let since: EventId = since.parse().map_err(|()| MissedReason::Unknown)?;
+        if since.run != self.run {
+            return Err(MissedReason::Restarted);
+        }
+        if since.seq > state.last_seq {
+            return Err(MissedReason::Unknown);
+        }
+        let oldest_kept = state.last_seq + 1 - state.replay.len() as u64;
+        if since.seq + 1 < oldest_kept {
+            return Err(MissedReason::Expired);
+        }
+        let skip = (since.seq + 1 - oldest_kept) as usize;
+        Ok(state.replay.iter().skip(skip).cloned().collect())
+    }
+
+    /// Ends every subscription (their streams finish once drained) and refuses
+    /// new ones: the first step of a graceful shutdown.
+    pub fn close(&self) {
+        let mut state = self.state();
+        state.closed = true;
+        state.subscribers.clear();
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.state().subscribers.len()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.client_count() >= self.config.max_clients
+    }
+
+    /// The id of the newest broadcast, if any.
+    pub fn last_id(&self) -> Option<EventId> {
+        let seq = self.state().last_seq;
+        (seq > 0).then_some(EventId { run: self.run, seq })
+    }
+
+    fn unsubscribe(&self, key: u64) {
+        self.state().subscribers.remove(&key);
+    }
+}
+
+/// One client's view of the hub. Dropping it leaves the hub.
+pub struct Subscription {
+    hub: Arc<Hub>,
+    key: u64,
+    /// Set when the client asked to resume but some broadcasts are lost to it.
+    pub missed: Option<Missed>,
+    backlog: VecDeque<Arc<Event>>,
+    receiver: mpsc::Receiver<Arc<Event>>,
+}
+
+impl Subscription {
+    /// The next broadcast: replayed ones first, then live ones. `None` once the
+    /// hub has closed (or evicted this subscriber) and the queue is drained.
+    pub async fn next(&mut self) -> Option<Arc<Event>> {
+        match self.backlog.pop_front() {
+            Some(event) => Some(event),
+            None => self.receiver.recv().await,
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.unsubscribe(self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub(replay: usize, client_queue: usize) -> Arc<Hub> {
+        Hub::new(HubConfig {
+            replay,
+            client_queue,
+            max_clients: 3,
+        })
+    }
+
+    async fn drain(sub: &mut Subscription, n: usize) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        for _ in 0..n {
+            seqs.push(sub.next().await.unwrap().id.seq);
+        }
+        seqs
+    }
+
+    #[test]
+    fn ids_round_trip_and_order() {
+        let id = EventId {
+            run: 0xabc,
+            seq: 42,
+        };
+        assert_eq!(id.to_string(), "abc-42");
+        assert_eq!("abc-42".parse::<EventId>(), Ok(id));
+        assert!("abc".parse::<EventId>().is_err());
+        assert!("x-1".parse::<EventId>().is_err());
+    }
+
+    #[tokio::test]
+    async fn resume_replays_exactly_what_was_missed_then_live() {
+        let hub = hub(8, 16);
+        let first = hub.publish("one");
+        hub.publish("two");
+        hub.publish("three");
+        let mut sub = hub
+            .subscribe(Some(&first.to_string()), CancellationToken::new())
+            .unwrap();
+        hub.publish("four");
+        assert_eq!(sub.missed, None);
+        assert_eq!(drain(&mut sub, 3).await, vec![2, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn resume_from_the_newest_id_replays_nothing() {
+        let hub = hub(8, 16);
+        let last = hub.publish("one");
+        let mut sub = hub
+            .subscribe(Some(&last.to_string()), CancellationToken::new())
+            .unwrap();
+        hub.publish("two");
+        assert_eq!(drain(&mut sub, 1).await, vec![2]);
+    }
+
+    #[test]
+    fn ids_the_buffer_cannot_serve_are_reported_missed() {
+        let hub = hub(2, 16);
+        let first = hub.publish("one").to_string();
+        let second = hub.publish("two").to_string();
+        hub.publish("three");
+        hub.publish("four");
+        let missed = |since: &str| {
+            hub.subscribe(Some(since), CancellationToken::new())
+                .unwrap()
+                .missed
+                .as_ref()
+                .map(|m| m.reason)
+        };
+        assert_eq!(missed(&first), Some(MissedReason::Expired));
+        assert_eq!(missed(&second), None);
+        assert_eq!(missed("1-1"), Some(MissedReason::Restarted));
+        assert_eq!(
+            missed(&format!("{:x}-99", hub.run)),
+            Some(MissedReason::Unknown)
+        );
+        assert_eq!(missed("garbage"), Some(MissedReason::Unknown));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_evicts_only_that_subscriber() {
+        let hub = hub(0, 2);
+        let slow_token = CancellationToken::new();
+        let slow = hub.subscribe(None, slow_token.clone()).unwrap();
+        let mut fast = hub.subscribe(None, CancellationToken::new()).unwrap();
+        for round in 0..5 {
+            hub.publish("tick");
+            assert_eq!(drain(&mut fast, 1).await, vec![round + 1]);
+        }
+        assert!(slow_token.is_cancelled());
+        assert_eq!(hub.client_count(), 1);
+        assert_eq!(hub.stats.slow_disconnects.load(Ordering::Relaxed), 1);
+        drop(slow);
+    }
+
+    #[test]
+    fn capacity_and_close_refuse_new_subscribers() {
+        let hub = hub(0, 1);
+        let subs: Vec<_> = (0..3)
+            .map(|_| hub.subscribe(None, CancellationToken::new()).unwrap())
+            .collect();
+        assert_eq!(
+            hub.subscribe(None, CancellationToken::new()).err(),
+            Some(SubscribeError::Full)
+        );
+        drop(subs);
+        assert_eq!(hub.client_count(), 0);
+        hub.close();
+        assert_eq!(
+            hub.subscribe(None, CancellationToken::new()).err(),
+            Some(SubscribeError::Closed)
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! What both demo servers share: the wire messages, the broadcast hub, the
+//! ticker, the event-stream format, the server loop and the options.
+
+pub mod config;
+pub mod hub;
+pub mod message;
+pub mod pages;
+pub mod server;
+pub mod shutdown;
+pub mod sse;
+pub mod ticker;
+
+pub use config::{Config, Defaults};
+pub use hub::{Event, EventId, Hub, Missed, Subscription};
+pub use message::Message;
+pub use server::{Conn, Context, Server};
+
+/// Re-exported so the WebSocket server speaks the same version the hub frames for.
+pub use tokio_tungstenite;

@@ -1,0 +1,195 @@
+//! The WebSocket opening handshake (RFC 6455, section 4.2), checked strictly so
+//! that every bad request gets the status that says what is wrong.
+
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use shared::hub::SubscribeError;
+use shared::server::{Conn, Context};
+use shared::tokio_tungstenite::WebSocketStream;
+use shared::tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use shared::tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_util::sync::CancellationToken;
+use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use crate::session;
+
+#[derive(Deserialize)]
+struct Resume {
+    /// The id of the last message the client saw.
+    since: Option<String>,
+}
+
+/// `GET /` with `Upgrade: websocket`; any other request passes on to the page.
+pub(crate) fn route(
+    context: Context,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::get()
+        .and(warp::path::end())
+        .and(warp::header::headers_cloned())
+        .and_then(|headers: HeaderMap| async move {
+            if asks_for_websocket(&headers) {
+                Ok(headers)
+            } else {
+                Err(warp::reject())
+            }
+        })
+        .and(warp::query::<Resume>())
+        .and(warp::ext::optional::<OnUpgrade>())
+        .and(warp::ext::get::<Conn>())
+        .map(
+            move |headers: HeaderMap, resume: Resume, upgrade: Option<OnUpgrade>, conn: Conn| {
+                accept(&context, &headers, resume, upgrade, conn)
+            },
+        )
+}
+
+fn asks_for_websocket(headers: &HeaderMap) -> bool {
+    has_token(headers, header::UPGRADE, "websocket")
+}
+
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|item| item.trim().eq_ignore_ascii_case(token))
+}
+
+/// A valid key is 16 bytes in base64: 22 significant characters and `==`.
+fn valid_key(key: &[u8]) -> bool {
+    let alphabet = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
+    key.len() == 24 && key.ends_with(b"==") && key[..22].iter().all(alphabet)
+        // The last character carries 2 bits of the key and 4 of padding.
+        && b"AQgw".contains(&key[21])
+}
+
+fn reject(status: StatusCode, why: &str) -> Response {
+    log::info!("Refused a WebSocket handshake ({status}): {why}");
+    let mut response = Response::new(shared::message::error_json(why).into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn accept(
+    context: &Context,
+    headers: &HeaderMap,
+    resume: Resume,
+    upgrade: Option<OnUpgrade>,
+    conn: Conn,
+) -> Response {
+    if !has_token(headers, header::CONNECTION, "upgrade") {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "the Connection header must include upgrade",
+        );
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        let mut response = reject(
+            StatusCode::UPGRADE_REQUIRED,
+            "only WebSocket version 13 is supported",
+        );
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return response;
+    }
+    let Some(key) = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(HeaderValue::as_bytes)
+        .filter(|key| valid_key(key))
+    else {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Key must be 16 bytes in base64",
+        );
+    };
+    let Some(upgrade) = upgrade else {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "this connection cannot be upgraded",
+        );
+    };
+    // Subscribe before answering, so the client misses nothing after the 101.
+    let evicted = CancellationToken::new();
+    let subscription = match context
+        .hub
+        .subscribe(resume.since.as_deref(), evicted.clone())
+    {
+        Ok(subscription) => subscription,
+        Err(SubscribeError::Full) => {
+            return reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server has as many clients as it takes",
+            );
+        }
+        Err(SubscribeError::Closed) => {
+            return reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is shutting down",
+            );
+        }
+    };
+
+    let socket_config = WebSocketConfig::default()
+        .max_message_size(Some(context.config.max_message))
+        .max_frame_size(Some(context.config.max_message));
+    let session_context = context.clone();
+    context.tasks.spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                let socket =
+                    WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_config)).await;
+                session::run(socket, subscription, evicted, session_context, conn.peer).await;
+            }
+            Err(error) => log::debug!("{}: upgrade failed: {error}", conn.peer),
+        }
+    });
+
+    let mut response = Response::new("".into());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let accept_key = derive_accept_key(key);
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    // The accept key is base64, always a valid header value.
+    if let Ok(value) = HeaderValue::from_str(&accept_key) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_checked_for_length_alphabet_and_padding() {
+        assert!(valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(!valid_key(b"dGhlIHNhbXBsZSBub25jZQ"));
+        assert!(!valid_key(b"dGhlIHNhbXBsZSBub25jZR=="));
+        assert!(!valid_key(b"dGhlIHNhbXBsZSBub25j*Q=="));
+        assert!(!valid_key(b""));
+    }
+
+    #[test]
+    fn the_accept_key_matches_the_rfc_example() {
+        assert_eq!(
+            derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBXxhpWwlnyPTgTgYL2dVk="
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! One WebSocket client, from "Gotcha" to the close frame.
+//!
+//! The session runs a writer and a reader side by side. The writer sends the
+//! client's replies, the hub's broadcasts and pings; the reader handles what the
+//! client sends. Neither can hold the other up, and a write that blocks on a
+//! client that stopped reading is abandoned as soon as the hub evicts it.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use shared::hub::Subscription;
+use shared::message::{Message as WireMessage, SOMETHING_CHANGED, error_json};
+use shared::server::Context;
+use shared::tokio_tungstenite::WebSocketStream;
+use shared::tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use shared::tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use shared::tokio_tungstenite::tungstenite::{Error, Message, Utf8Bytes};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, interval_at, timeout};
+use tokio_util::sync::CancellationToken;
+
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
+type Sink = futures_util::stream::SplitSink<Socket, Message>;
+type Stream = futures_util::stream::SplitStream<Socket>;
+
+/// Close code for a client evicted for not keeping up ("try again later").
+pub const CLOSE_SLOW: u16 = 1013;
+
+/// How long a close handshake may take before the socket is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Why a session ended.
+#[derive(Debug)]
+enum End {
+    /// The client sent a close frame.
+    ClosedByClient,
+    /// The connection is gone without a close frame.
+    Gone,
+    /// The server is shutting down.
+    Shutdown,
+    /// The client's queue overflowed.
+    Slow,
+    /// The client answered no ping for two intervals.
+    Unresponsive,
+    /// The client broke the protocol or a limit.
+    Refused(CloseCode, String),
+}
+
+pub(crate) async fn run(
+    socket: Socket,
+    mut subscription: Subscription,
+    evicted: CancellationToken,
+    context: Context,
+    peer: SocketAddr,
+) {
+    log::info!(
+        "Opened connection 🎉 ({peer}; {} connected)",
+        context.hub.client_count()
+    );
+    let (mut sink, mut stream) = socket.split();
+    let (replies, mut pending_replies) = mpsc::channel(16);
+    let started = Instant::now();
+    let last_heard = AtomicU64::new(0);
+
+    let mut opening = vec![Message::Text(Utf8Bytes::from_static(GOTCHA_JSON))];
+    if let Some(missed) = &subscription.missed {
+        opening.push(Message::Text(missed.to_json().into()));
+    }
+    let end = tokio::select! {
+        biased;
+        () = context.shutdown.cancelled() => End::Shutdown,
+        () = evicted.cancelled() => End::Slow,
+        end = write(&mut sink, opening, &mut subscription, &mut pending_replies, &context, started, &last_heard) => end,
+        end = read(&mut stream, &replies, started, &last_heard, &context) => end,
+    };
+    drop(subscription);
+
+    match &end {
+        End::ClosedByClient => {
+            // tungstenite queued the reply to the client's close; send it.
+            let _ = timeout(CLOSE_GRACE, sink.close()).await;
+        }
+        End::Gone | End::Unresponsive => {}
+        End::Shutdown => {
+            close(
+                &mut sink,
+                &mut stream,
+                CloseCode::Away,
+                "server shutting down",
+            )
+            .await
+        }
+        End::Slow => {
+            close(
+                &mut sink,
+                &mut stream,
+                CloseCode::from(CLOSE_SLOW),
+                "too slow: reconnect to resume",
+            )
+            .await;
+        }
+        End::Refused(code, why) => close(&mut sink, &mut stream, *code, why).await,
+    }
+    match end {
+        End::ClosedByClient | End::Gone | End::Shutdown => {
+            log::info!("Closed connection 😱 ({peer})");
+        }
+        other => log::info!("Closed connection 😱 ({peer}): {other:?}"),
+    }
+}
+
+const GOTCHA_JSON: &str = r#"{"message":"Gotcha"}"#;
+
+/// Sends a close frame, then waits briefly for the client's answer.
+async fn close(sink: &mut Sink, stream: &mut Stream, code: CloseCode, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let handshake = async {
+        sink.send(Message::Close(Some(frame))).await?;
+        while stream.next().await.is_some() {}
+        Ok::<_, Error>(())
+    };
+    let _ = timeout(CLOSE_GRACE, handshake).await;
+}
+
+async fn write(
+    sink: &mut Sink,
+    opening: Vec<Message>,
+    subscription: &mut Subscription,
+    replies: &mut mpsc::Receiver<Message>,
+    context: &Context,
+    started: Instant,
+    last_heard: &AtomicU64,
+) -> End {
+    for message in opening {
+        if sink.send(message).await.is_err() {
+            return End::Gone;
+        }
+    }
+    let every = context.config.heartbeat;
+    let mut pings = interval_at(Instant::now() + every, every);
+    loop {
+        let message = tokio::select! {
+            biased;
+            Some(reply) = replies.recv() => reply,
+            event = subscription.next() => match event {
+                Some(event) => Message::Text(event.json.clone()),
+                // The hub let go of this client: shutdown or eviction, which
+                // the session's other branches report.
+                None => std::future::pending().await,
+            },
+            _ = pings.tick() => {
+                let silent = started.elapsed().as_millis() as u64 - last_heard.load(Ordering::Relaxed);
+                if silent > 2 * every.as_millis() as u64 {
+                    return End::Unresponsive;
+                }
+                Message::Ping(Default::default())
+            }
+        };
+        if sink.send(message).await.is_err() {
+            return End::Gone;
+        }
+    }
+}
+
+async fn read(
+    stream: &mut Stream,
+    replies: &mpsc::Sender<Message>,
+    started: Instant,
+    last_heard: &AtomicU64,
+    context: &Context,
+) -> End {
+    while let Some(message) = stream.next().await {
+        last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        match message {
+            Ok(Message::Text(text)) => {
+                if let Err(why) = receive(&text, context) {
+                    // A client that floods errors without reading loses some.
+                    let _ = replies.try_send(Message::Text(error_json(&why).into()));
+                }
+            }
+            Ok(Message::Binary(_)) => {
+                return End::Refused(
+                    CloseCode::Unsupported,
+                    "binary messages are not supported".into(),
+                );
+            }
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
+            Ok(Message::Close(_)) => return End::ClosedByClient,
+            Err(error) => return refusal(error),
+        }
+    }
+    End::Gone
+}
+
+/// A text message from the client: `{"message": "..."}` tells everyone that
+/// something changed.
+fn receive(text: &str, context: &Context) -> Result<(), String> {
+    let message: WireMessage = serde_json::from_str(text)
+        .map_err(|error| format!("expected a JSON object with a string \"message\" ({error})"))?;
+    log::info!("Received: {}", message.to_json());
+    let id = context.hub.publish(SOMETHING_CHANGED);
+    log::debug!(
+        "Sent {SOMETHING_CHANGED:?} as {id} to {} client(s)",
+        context.hub.client_count()
+    );
+    Ok(())
+}
+
+/// The close code RFC 6455 asks for, for an error reading from the client.
+fn refusal(error: Error) -> End {
+    match error {
+        Error::Capacity(error) => End::Refused(CloseCode::Size, error.to_string()),
+        Error::Utf8(_) => End::Refused(CloseCode::Invalid, "text must be valid UTF-8".into()),
+        Error::Protocol(error) => End::Refused(CloseCode::Protocol, error.to_string()),
+        _ => End::Gone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::message::GOTCHA;
+
+    #[test]
+    fn gotcha_is_the_wire_message() {
+        assert_eq!(GOTCHA_JSON, WireMessage::new(GOTCHA).to_json());
+    }
+}
