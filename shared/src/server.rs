@@ -308,7 +308,8 @@ where
     runtime.block_on(async {
         match Server::start(config, routes).await {
             Ok(server) => {
-                log::info!("{} listening on http://{}/", defaults.name, server.addr);
+                // On stdout, whatever RUST_LOG says: people and `cargo xtask serve-all` look for it.
+                println!("{} listening on http://{}/", defaults.name, server.addr);
                 server.run_until_signal().await;
                 ExitCode::SUCCESS
             }
