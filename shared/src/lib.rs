@@ -8,6 +8,8 @@ pub mod pages;
 pub mod server;
 pub mod shutdown;
 pub mod sse;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod ticker;
 
 pub use config::{Config, Defaults};

@@ -189,7 +189,7 @@ mod tests {
     fn the_accept_key_matches_the_rfc_example() {
         assert_eq!(
             derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBXxhpWwlnyPTgTgYL2dVk="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 }

@@ -1,0 +1,151 @@
+//! Helpers for the servers' integration tests (feature `testing`): start a
+//! server in-process on port 0, speak raw HTTP, wait for conditions.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use warp::{Filter, Rejection, Reply};
+
+use crate::config::{Config, Defaults, Parsed};
+use crate::server::{Context, Server};
+
+/// How long any single wait in a test may take before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Starts a server on 127.0.0.1, port 0, with the given extra options.
+pub async fn start<F, R>(
+    defaults: &Defaults,
+    routes: impl FnOnce(Context) -> F,
+    options: &[&str],
+) -> Server
+where
+    F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
+    R: Reply,
+{
+    let args = [defaults.name, "--bind", "127.0.0.1", "--port", "0"]
+        .into_iter()
+        .chain(options.iter().copied());
+    let config = match Config::parse(defaults, args) {
+        Parsed::Run(config) => config,
+        other => panic!("bad test options {options:?}: {other:?}"),
+    };
+    Server::start(config, routes)
+        .await
+        .expect("a server on port 0 starts")
+}
+
+/// Polls `condition` until it holds; panics naming `what` after [`PATIENCE`].
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    /// Header lines, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// Sends `request` (raw bytes, which should ask for `Connection: close`) and
+/// reads the whole answer.
+pub async fn http(addr: SocketAddr, request: &[u8]) -> Response {
+    let io = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        stream.write_all(request).await?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await?;
+        Ok::<_, std::io::Error>(raw)
+    };
+    let raw = tokio::time::timeout(PATIENCE, io)
+        .await
+        .expect("the server answers in time")
+        .expect("the exchange works");
+    parse_response(&raw)
+}
+
+/// A `Connection: close` request for `path` with `method`, headers and body.
+pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        text.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    text.push_str("\r\n");
+    text.push_str(body);
+    text.into_bytes()
+}
+
+fn parse_response(raw: &[u8]) -> Response {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// This process's resident memory, in bytes (Linux; 0 elsewhere).
+pub fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,452 @@
+//! The WebSocket demo, driven by real WebSocket clients over loopback.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use shared::Server;
+use shared::testing::{self, PATIENCE, eventually, http, request};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn start(options: &[&str]) -> Server {
+    testing::start(&websocket_demo::DEFAULTS, websocket_demo::routes, options).await
+}
+
+async fn connect(addr: SocketAddr, query: &str) -> Client {
+    let url = format!("ws://{addr}/{query}");
+    let (client, _) = timeout(PATIENCE, connect_async(url))
+        .await
+        .expect("the handshake finishes in time")
+        .expect("the handshake succeeds");
+    client
+}
+
+/// The next text message as JSON, skipping pings.
+async fn next_json(client: &mut Client) -> Value {
+    loop {
+        let message = timeout(PATIENCE, client.next())
+            .await
+            .expect("a message arrives in time")
+            .expect("the connection stays open")
+            .expect("the message is valid");
+        match message {
+            Message::Text(text) => {
+                return serde_json::from_str(&text).expect("the server sends JSON");
+            }
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+/// Connects and checks the first message is the per-client Gotcha.
+async fn connect_and_greet(addr: SocketAddr, query: &str) -> Client {
+    let mut client = connect(addr, query).await;
+    assert_eq!(next_json(&mut client).await, json!({ "message": "Gotcha" }));
+    client
+}
+
+/// The sequence number of a broadcast's id (`<run>-<seq>`).
+fn seq(message: &Value) -> u64 {
+    let id = message["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {message}"));
+    id.rsplit_once('-')
+        .and_then(|(_, seq)| seq.parse().ok())
+        .expect("ids end in -<seq>")
+}
+
+/// Reads until the server's close frame and returns its code.
+async fn close_code(client: &mut Client) -> Option<u16> {
+    loop {
+        match timeout(PATIENCE, client.next())
+            .await
+            .expect("the server closes in time")
+        {
+            Some(Ok(Message::Close(frame))) => return frame.map(|frame| frame.code.into()),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn gotcha_comes_first_then_the_tick_reaches_every_client() {
+    let server = start(&["--interval", "100ms"]).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(connect_and_greet(server.addr, "").await);
+    }
+    for client in &mut clients {
+        let tick = next_json(client).await;
+        assert_eq!(tick["message"], "Hello hello!");
+        assert!(seq(&tick) >= 1);
+    }
+}
+
+#[tokio::test]
+async fn a_message_reaches_every_client_as_something_changed() {
+    let server = start(&["--interval", "60m"]).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(connect_and_greet(server.addr, "").await);
+    }
+    let hey = json!({ "message": "Hey there" }).to_string();
+    clients[1].send(Message::text(hey)).await.unwrap();
+    for client in &mut clients {
+        let changed = next_json(client).await;
+        assert_eq!(changed["message"], "Something changed", "{changed}");
+        assert_eq!(seq(&changed), 1);
+    }
+}
+
+#[tokio::test]
+async fn closed_clients_leave_the_hub() {
+    let server = start(&["--interval", "60m"]).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(connect_and_greet(server.addr, "").await);
+    }
+    eventually("three clients are in the hub", || {
+        server.hub.client_count() == 3
+    })
+    .await;
+    let mut leaving = clients.pop().unwrap();
+    leaving.close(None).await.unwrap();
+    eventually("the closed client left", || server.hub.client_count() == 2).await;
+    drop(clients.pop());
+    eventually("the dropped client left", || server.hub.client_count() == 1).await;
+}
+
+#[tokio::test]
+async fn the_page_and_its_files_are_served_with_their_types() {
+    let server = start(&[]).await;
+    for (path, content_type, needle) in [
+        ("/", "text/html; charset=utf-8", "<html"),
+        ("/client.js", "text/javascript; charset=utf-8", "WebSocket"),
+        ("/style.css", "text/css; charset=utf-8", "{"),
+    ] {
+        let response = http(server.addr, &request("GET", path, &[], "")).await;
+        assert_eq!(response.status, 200, "{path}");
+        assert_eq!(
+            response.header("content-type"),
+            Some(content_type),
+            "{path}"
+        );
+        assert!(response.body.contains(needle), "{path} lacks {needle}");
+    }
+}
+
+#[tokio::test]
+async fn resuming_replays_exactly_what_was_missed_then_live_messages() {
+    let server = start(&["--interval", "60m"]).await;
+    for (k, m) in [(1, 0), (1, 1), (3, 7), (20, 100), (50, 1000)] {
+        let mut client = connect_and_greet(server.addr, "").await;
+        let mut last = None;
+        for _ in 0..k {
+            server.hub.publish("before");
+            last = Some(next_json(&mut client).await);
+        }
+        let last = last.unwrap();
+        client.close(None).await.unwrap();
+        drop(client);
+        for _ in 0..m {
+            server.hub.publish("while away");
+        }
+        let since = last["id"].as_str().unwrap();
+        let mut client = connect_and_greet(server.addr, &format!("?since={since}")).await;
+        for expected in seq(&last) + 1..=seq(&last) + m {
+            let replayed = next_json(&mut client).await;
+            assert_eq!(
+                (seq(&replayed), &replayed["message"]),
+                (expected, &json!("while away"))
+            );
+        }
+        server.hub.publish("live");
+        let live = next_json(&mut client).await;
+        assert_eq!(
+            (seq(&live), &live["message"]),
+            (seq(&last) + m + 1, &json!("live"))
+        );
+    }
+}
+
+/// xorshift64: reproducible randomness without a dependency.
+fn random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[tokio::test]
+async fn clients_dropping_at_random_points_of_a_burst_miss_nothing() {
+    const BURST: u64 = 2000;
+    let server = start(&["--interval", "60m", "--replay", "4096"]).await;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("seed {seed}");
+    let mut readers = Vec::new();
+    for client_index in 0..6 {
+        let addr = server.addr;
+        let mut state = seed.wrapping_add(client_index * 7919) | 1;
+        readers.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut query = String::new();
+            let mut reconnects = 0;
+            while seen.last() != Some(&BURST) {
+                let mut client = connect_and_greet(addr, &query).await;
+                let stay_for = 1 + random(&mut state) % 400;
+                for _ in 0..stay_for {
+                    let message = next_json(&mut client).await;
+                    seen.push(seq(&message));
+                    query = format!("?since={}", message["id"].as_str().unwrap());
+                    if seen.last() == Some(&BURST) {
+                        break;
+                    }
+                }
+                reconnects += 1;
+                drop(client);
+            }
+            (seen, reconnects)
+        }));
+    }
+    eventually("every reader is connected", || {
+        server.hub.client_count() == 6
+    })
+    .await;
+    for round in 0..BURST {
+        server.hub.publish("burst");
+        if round % 16 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    for reader in readers {
+        let (seen, reconnects) = timeout(PATIENCE * 3, reader).await.unwrap().unwrap();
+        assert!(reconnects > 1, "the reader should have reconnected");
+        let expected: Vec<u64> = (1..=BURST).collect();
+        assert_eq!(
+            seen, expected,
+            "seed {seed}: every id exactly once, in order"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ids_the_server_cannot_replay_get_the_missed_notice() {
+    let server = start(&["--interval", "60m", "--replay", "4"]).await;
+    let first = server.hub.publish("old").to_string();
+    for _ in 0..9 {
+        server.hub.publish("newer");
+    }
+    for (since, reason) in [
+        (first.as_str(), "expired"),
+        ("1-5", "restarted"),
+        ("nonsense", "unknown"),
+    ] {
+        let mut client = connect_and_greet(server.addr, &format!("?since={since}")).await;
+        let notice = next_json(&mut client).await;
+        assert_eq!(
+            notice,
+            json!({ "missed": true, "since": since, "reason": reason })
+        );
+        server.hub.publish("live");
+        assert_eq!(next_json(&mut client).await["message"], "live");
+    }
+}
+
+/// Opens a WebSocket by hand and returns the raw socket after the 101.
+async fn raw_websocket(addr: SocketAddr) -> BufReader<TcpStream> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("HTTP/1.1 101"), "{line}");
+    while line != "\r\n" {
+        line.clear();
+        reader.read_line(&mut line).await.unwrap();
+    }
+    reader
+}
+
+#[tokio::test]
+async fn a_client_that_never_answers_pings_is_closed_and_leaves() {
+    let server = start(&["--interval", "60m", "--heartbeat", "100ms"]).await;
+    let mut silent = raw_websocket(server.addr).await;
+    eventually("the silent client joined", || {
+        server.hub.client_count() == 1
+    })
+    .await;
+    // Read (without ever answering) until the server drops the connection.
+    let mut sink = Vec::new();
+    let read = timeout(PATIENCE, silent.read_to_end(&mut sink)).await;
+    assert!(
+        read.is_ok(),
+        "the server should drop a client that never answers pings"
+    );
+    assert!(sink.len() > 2, "the server pinged before giving up");
+    eventually("the silent client left the hub", || {
+        server.hub.client_count() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stalled_clients_are_cut_off_and_cannot_hold_up_the_others() {
+    const STALLED: usize = 50;
+    const HEALTHY: usize = 5;
+    const BURST: u64 = 5000;
+    let server = start(&["--interval", "60m"]).await;
+    let mut stalled = Vec::new();
+    for _ in 0..STALLED {
+        stalled.push(raw_websocket(server.addr).await);
+    }
+    let mut readers = Vec::new();
+    for _ in 0..HEALTHY {
+        let mut client = connect_and_greet(server.addr, "").await;
+        readers.push(tokio::spawn(async move {
+            let mut count = 0;
+            while count < BURST {
+                let message = next_json(&mut client).await;
+                count += 1;
+                assert_eq!(seq(&message), count);
+            }
+            count
+        }));
+    }
+    eventually("everyone joined", || {
+        server.hub.client_count() == STALLED + HEALTHY
+    })
+    .await;
+    let before = testing::resident_bytes();
+    let kib = "x".repeat(1024);
+    for round in 0..BURST {
+        server.hub.publish(&kib);
+        if round % 8 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    for reader in readers {
+        assert_eq!(timeout(PATIENCE * 3, reader).await.unwrap().unwrap(), BURST);
+    }
+    eventually("every stalled client was cut off", || {
+        server.hub.stats.slow_disconnects.load(Ordering::Relaxed) == STALLED as u64
+    })
+    .await;
+    let growth = testing::resident_bytes().saturating_sub(before);
+    println!(
+        "{STALLED} stalled clients, {BURST} broadcasts of 1 KiB: resident memory grew {} KiB",
+        growth / 1024
+    );
+    // The bound: the replay buffer (1024 x ~1 KiB) plus, per stalled client, at
+    // most its queue of shared pointers and the socket buffers it pinned.
+    assert!(growth < 32 * 1024 * 1024, "memory grew by {growth} bytes");
+    assert_eq!(server.hub.client_count(), HEALTHY);
+    drop(stalled);
+}
+
+fn binary() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_websocket-demo"));
+    command
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+#[tokio::test]
+async fn a_port_in_use_or_a_bad_option_is_one_clear_line_and_status_1() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    for (args, expected) in [
+        (vec!["--port", port.as_str()], "cannot listen on 127.0.0.1:"),
+        (vec!["--port", "http"], "invalid value 'http' for '--port"),
+        (vec!["--interval", "soon"], "not a duration"),
+        (vec!["--frobnicate"], "unexpected argument '--frobnicate'"),
+    ] {
+        let output = timeout(PATIENCE, binary().args(&args).output())
+            .await
+            .unwrap()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{args:?}: one line, got {stderr:?}"
+        );
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_closes_every_client_with_going_away_and_exits() {
+    let mut server = binary().args(["--port", "0"]).spawn().unwrap();
+    let mut stdout = BufReader::new(server.stdout.take().unwrap()).lines();
+    let line = timeout(PATIENCE, stdout.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let url = line
+        .split("listening on http://")
+        .nth(1)
+        .expect("the listening line");
+    let addr: SocketAddr = url.trim_end_matches('/').parse().unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(connect_and_greet(addr, "").await);
+    }
+    let pid = server.id().unwrap().to_string();
+    let started = std::time::Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    for client in &mut clients {
+        assert_eq!(close_code(client).await, Some(1001));
+    }
+    let status = timeout(Duration::from_secs(5), server.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let mut stderr = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(
+        stderr.contains("SIGTERM received, shutting down"),
+        "{stderr}"
+    );
+    for bad in ["ERROR", "panicked", "WARN"] {
+        assert!(!stderr.contains(bad), "{bad} in the log:\n{stderr}");
+    }
+}
