@@ -1,0 +1,622 @@
+//! The Server-Sent Events demo, read with a raw HTTP reader over loopback.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shared::Server;
+use shared::testing::{self, PATIENCE, eventually, http, request};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+async fn start(options: &[&str]) -> Server {
+    testing::start(
+        &server_sent_events_demo::DEFAULTS,
+        server_sent_events_demo::routes,
+        options,
+    )
+    .await
+}
+
+/// One block of an event stream, up to its blank line.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Block {
+    event: Option<String>,
+    id: Option<String>,
+    data: Vec<String>,
+    retry: Option<String>,
+    comments: Vec<String>,
+}
+
+impl Block {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.data.join("\n")).expect("the data is JSON")
+    }
+
+    fn seq(&self) -> u64 {
+        let id = self
+            .id
+            .as_deref()
+            .unwrap_or_else(|| panic!("no id in {self:?}"));
+        id.rsplit_once('-')
+            .and_then(|(_, seq)| seq.parse().ok())
+            .expect("ids end in -<seq>")
+    }
+}
+
+/// An open `GET /sse`, read chunk by chunk as a browser would.
+struct EventStream {
+    reader: BufReader<TcpStream>,
+    pending: String,
+    headers: Vec<(String, String)>,
+}
+
+impl EventStream {
+    async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> EventStream {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut head =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut status = String::new();
+        timeout(PATIENCE, reader.read_line(&mut status))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).await.unwrap();
+            let Some((name, value)) = line.trim_end().split_once(':') else {
+                break;
+            };
+            headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+        }
+        EventStream {
+            reader,
+            pending: String::new(),
+            headers,
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The next block, or `None` when the stream ends.
+    async fn next_block(&mut self) -> Option<Block> {
+        loop {
+            if let Some(end) = self.pending.find("\n\n") {
+                let text: String = self.pending.drain(..end + 2).collect();
+                return Some(parse_block(&text));
+            }
+            let chunk = timeout(PATIENCE, self.read_chunk())
+                .await
+                .expect("the stream moves in time")?;
+            self.pending.push_str(&chunk);
+        }
+    }
+
+    /// The next block that carries data (skipping comments and `retry:`).
+    async fn next_event(&mut self) -> Block {
+        loop {
+            let block = self.next_block().await.expect("the stream stays open");
+            if !block.data.is_empty() {
+                return block;
+            }
+        }
+    }
+
+    /// One chunk of the chunked body; `None` at its end or on EOF.
+    async fn read_chunk(&mut self) -> Option<String> {
+        let mut size = String::new();
+        if self.reader.read_line(&mut size).await.ok()? == 0 {
+            return None;
+        }
+        let size = usize::from_str_radix(size.trim(), 16).ok()?;
+        if size == 0 {
+            return None;
+        }
+        let mut data = vec![0; size + 2];
+        self.reader.read_exact(&mut data).await.ok()?;
+        data.truncate(size);
+        Some(String::from_utf8(data).expect("the stream is UTF-8"))
+    }
+}
+
+fn parse_block(text: &str) -> Block {
+    let mut block = Block::default();
+    for line in text.lines().filter(|line| !line.is_empty()) {
+        if let Some(comment) = line.strip_prefix(':') {
+            block.comments.push(comment.trim().to_owned());
+            continue;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
+        match field {
+            "event" => block.event = Some(value),
+            "id" => block.id = Some(value),
+            "data" => block.data.push(value),
+            "retry" => block.retry = Some(value),
+            other => panic!("unexpected field {other:?} in {text:?}"),
+        }
+    }
+    block
+}
+
+/// Opens a stream and checks its opening: `retry:` then the Gotcha event.
+async fn open_and_greet(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> EventStream {
+    let mut stream = EventStream::open(addr, path, headers).await;
+    let retry = stream.next_block().await.unwrap();
+    assert_eq!(retry.retry.as_deref(), Some("2000"));
+    let gotcha = stream.next_event().await;
+    assert_eq!(gotcha.json(), json!({ "message": "Gotcha" }));
+    assert_eq!(gotcha.id, None, "the greeting is not part of the stream");
+    stream
+}
+
+async fn post(addr: SocketAddr, content_type: &str, body: &str) -> testing::Response {
+    http(
+        addr,
+        &request("POST", "/api", &[("Content-Type", content_type)], body),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn gotcha_comes_first_then_the_tick_reaches_every_stream() {
+    let server = start(&["--interval", "100ms"]).await;
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let stream = open_and_greet(server.addr, "/sse", &[]).await;
+        assert_eq!(stream.header("content-type"), Some("text/event-stream"));
+        assert_eq!(stream.header("cache-control"), Some("no-cache"));
+        streams.push(stream);
+    }
+    for stream in &mut streams {
+        let tick = stream.next_event().await;
+        assert_eq!(tick.json(), json!({ "message": "Hello hello!" }));
+        assert!(tick.seq() >= 1);
+    }
+}
+
+#[tokio::test]
+async fn a_post_reaches_every_stream_as_something_changed() {
+    let server = start(&["--interval", "60m"]).await;
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        streams.push(open_and_greet(server.addr, "/sse", &[]).await);
+    }
+    let answer = post(
+        server.addr,
+        "application/json",
+        r#"{"message":"Hey there"}"#,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let id = serde_json::from_str::<Value>(&answer.body).unwrap()["id"].clone();
+    for stream in &mut streams {
+        let changed = stream.next_event().await;
+        assert_eq!(changed.json(), json!({ "message": "Something changed" }));
+        assert_eq!(json!(changed.id), id);
+    }
+}
+
+#[tokio::test]
+async fn closed_streams_leave_the_hub() {
+    let server = start(&["--interval", "60m"]).await;
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        streams.push(open_and_greet(server.addr, "/sse", &[]).await);
+    }
+    eventually("three streams are in the hub", || {
+        server.hub.client_count() == 3
+    })
+    .await;
+    drop(streams.pop());
+    eventually("the closed stream left", || server.hub.client_count() == 2).await;
+}
+
+#[tokio::test]
+async fn the_page_and_its_files_are_served_with_their_types() {
+    let server = start(&[]).await;
+    for (path, content_type, needle) in [
+        ("/", "text/html; charset=utf-8", "<html"),
+        (
+            "/client.js",
+            "text/javascript; charset=utf-8",
+            "EventSource",
+        ),
+        ("/style.css", "text/css; charset=utf-8", "{"),
+    ] {
+        let response = http(server.addr, &request("GET", path, &[], "")).await;
+        assert_eq!(response.status, 200, "{path}");
+        assert_eq!(
+            response.header("content-type"),
+            Some(content_type),
+            "{path}"
+        );
+        assert!(response.body.contains(needle), "{path} lacks {needle}");
+    }
+}
+
+#[tokio::test]
+async fn bad_posts_get_a_json_error_and_broadcast_nothing() {
+    let server = start(&["--interval", "60m", "--max-message", "100"]).await;
+    let mut stream = open_and_greet(server.addr, "/sse", &[]).await;
+    let long = format!(r#"{{"message":"{}"}}"#, "x".repeat(100));
+    let cases: &[(&[u8], u16)] = &[
+        (
+            &request(
+                "POST",
+                "/api",
+                &[("Content-Type", "application/json")],
+                "not json",
+            ),
+            400,
+        ),
+        (
+            &request(
+                "POST",
+                "/api",
+                &[("Content-Type", "application/json")],
+                "[1,2]",
+            ),
+            400,
+        ),
+        (
+            &request(
+                "POST",
+                "/api",
+                &[("Content-Type", "application/json")],
+                r#"{"message":7}"#,
+            ),
+            400,
+        ),
+        (
+            &request(
+                "POST",
+                "/api",
+                &[("Content-Type", "text/plain")],
+                r#"{"message":"x"}"#,
+            ),
+            415,
+        ),
+        (&request("POST", "/api", &[], r#"{"message":"x"}"#), 415),
+        (
+            &request(
+                "POST",
+                "/api",
+                &[("Content-Type", "application/json")],
+                &long,
+            ),
+            413,
+        ),
+        (&request("GET", "/api", &[], ""), 405),
+        (
+            &request("PUT", "/api", &[("Content-Type", "application/json")], "{}"),
+            405,
+        ),
+    ];
+    for (raw, status) in cases {
+        let response = http(server.addr, raw).await;
+        let shown = String::from_utf8_lossy(raw);
+        assert_eq!(response.status, *status, "{shown}");
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/json"),
+            "{shown}"
+        );
+        let error = serde_json::from_str::<Value>(&response.body).unwrap();
+        assert!(
+            error["error"].as_str().is_some_and(|text| !text.is_empty()),
+            "{shown}"
+        );
+    }
+    assert_eq!(server.hub.stats.broadcasts.load(Ordering::Relaxed), 0);
+    // The stream carries on, and the next event is the next good broadcast.
+    let good = post(
+        server.addr,
+        "application/json; charset=utf-8",
+        r#"{"message":"ok"}"#,
+    )
+    .await;
+    assert_eq!(good.status, 200);
+    assert_eq!(stream.next_event().await.seq(), 1);
+}
+
+#[tokio::test]
+async fn resuming_replays_exactly_what_was_missed_then_live_events() {
+    let server = start(&["--interval", "60m"]).await;
+    for (k, m, by_header) in [
+        (1, 0, true),
+        (1, 1, false),
+        (3, 7, true),
+        (20, 100, false),
+        (50, 1000, true),
+    ] {
+        let mut stream = open_and_greet(server.addr, "/sse", &[]).await;
+        let mut last = None;
+        for _ in 0..k {
+            server.hub.publish("before");
+            last = Some(stream.next_event().await);
+        }
+        drop(stream);
+        for _ in 0..m {
+            server.hub.publish("while away");
+        }
+        let last = last.unwrap();
+        let since = last.id.clone().unwrap();
+        let mut stream = if by_header {
+            open_and_greet(server.addr, "/sse", &[("Last-Event-ID", &since)]).await
+        } else {
+            open_and_greet(server.addr, &format!("/sse?lastEventId={since}"), &[]).await
+        };
+        for expected in last.seq() + 1..=last.seq() + m {
+            let replayed = stream.next_event().await;
+            assert_eq!(
+                (replayed.seq(), replayed.json()),
+                (expected, json!({ "message": "while away" }))
+            );
+        }
+        server.hub.publish("live");
+        let live = stream.next_event().await;
+        assert_eq!(
+            (live.seq(), live.json()),
+            (last.seq() + m + 1, json!({ "message": "live" }))
+        );
+    }
+}
+
+fn random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[tokio::test]
+async fn streams_dropping_at_random_points_of_a_burst_miss_nothing() {
+    const BURST: u64 = 2000;
+    let server = start(&["--interval", "60m", "--replay", "4096"]).await;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("seed {seed}");
+    let mut readers = Vec::new();
+    for reader_index in 0..6 {
+        let addr = server.addr;
+        let mut state = seed.wrapping_add(reader_index * 7919) | 1;
+        readers.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut last_id: Option<String> = None;
+            let mut reconnects = 0;
+            while seen.last() != Some(&BURST) {
+                let headers: Vec<(&str, &str)> = last_id
+                    .iter()
+                    .map(|id| ("Last-Event-ID", id.as_str()))
+                    .collect();
+                let mut stream = open_and_greet(addr, "/sse", &headers).await;
+                let stay_for = 1 + random(&mut state) % 400;
+                for _ in 0..stay_for {
+                    let event = stream.next_event().await;
+                    seen.push(event.seq());
+                    last_id = event.id;
+                    if seen.last() == Some(&BURST) {
+                        break;
+                    }
+                }
+                reconnects += 1;
+            }
+            (seen, reconnects)
+        }));
+    }
+    eventually("every reader is connected", || {
+        server.hub.client_count() == 6
+    })
+    .await;
+    for round in 0..BURST {
+        server.hub.publish("burst");
+        if round % 16 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    for reader in readers {
+        let (seen, reconnects) = timeout(PATIENCE * 3, reader).await.unwrap().unwrap();
+        assert!(reconnects > 1, "the reader should have reconnected");
+        let expected: Vec<u64> = (1..=BURST).collect();
+        assert_eq!(
+            seen, expected,
+            "seed {seed}: every id exactly once, in order"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ids_the_server_cannot_replay_get_the_missed_event() {
+    let server = start(&["--interval", "60m", "--replay", "4"]).await;
+    let first = server.hub.publish("old").to_string();
+    for _ in 0..9 {
+        server.hub.publish("newer");
+    }
+    for (since, reason) in [(first.as_str(), "expired"), ("1-5", "restarted")] {
+        let mut stream = open_and_greet(server.addr, "/sse", &[("Last-Event-ID", since)]).await;
+        let notice = stream.next_event().await;
+        assert_eq!(notice.event.as_deref(), Some("missed"));
+        assert_eq!(
+            notice.json(),
+            json!({ "missed": true, "since": since, "reason": reason })
+        );
+        server.hub.publish("live");
+        assert_eq!(stream.next_event().await.json()["message"], "live");
+    }
+}
+
+#[tokio::test]
+async fn an_idle_stream_carries_heartbeat_comments() {
+    let server = start(&["--interval", "60m", "--heartbeat", "100ms"]).await;
+    let mut stream = open_and_greet(server.addr, "/sse", &[]).await;
+    for _ in 0..3 {
+        let block = stream.next_block().await.unwrap();
+        assert_eq!(
+            block,
+            Block {
+                comments: vec!["keep-alive".into()],
+                ..Block::default()
+            }
+        );
+    }
+}
+
+#[tokio::test]
+async fn stalled_streams_are_cut_off_and_cannot_hold_up_the_others() {
+    const STALLED: usize = 50;
+    const HEALTHY: usize = 5;
+    const BURST: u64 = 5000;
+    let server = start(&["--interval", "60m"]).await;
+    let mut stalled = Vec::new();
+    for _ in 0..STALLED {
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(&request("GET", "/sse", &[], ""))
+            .await
+            .unwrap();
+        stalled.push(stream);
+    }
+    let mut readers = Vec::new();
+    for _ in 0..HEALTHY {
+        let mut stream = open_and_greet(server.addr, "/sse", &[]).await;
+        readers.push(tokio::spawn(async move {
+            let mut count = 0;
+            while count < BURST {
+                count += 1;
+                assert_eq!(stream.next_event().await.seq(), count);
+            }
+            count
+        }));
+    }
+    eventually("everyone joined", || {
+        server.hub.client_count() == STALLED + HEALTHY
+    })
+    .await;
+    let before = testing::resident_bytes();
+    let kib = "x".repeat(1024);
+    for round in 0..BURST {
+        server.hub.publish(&kib);
+        if round % 8 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    for reader in readers {
+        assert_eq!(timeout(PATIENCE * 3, reader).await.unwrap().unwrap(), BURST);
+    }
+    eventually("every stalled stream was cut off", || {
+        server.hub.stats.slow_disconnects.load(Ordering::Relaxed) == STALLED as u64
+    })
+    .await;
+    let growth = testing::resident_bytes().saturating_sub(before);
+    println!(
+        "{STALLED} stalled streams, {BURST} broadcasts of 1 KiB: resident memory grew {} KiB",
+        growth / 1024
+    );
+    assert!(growth < 32 * 1024 * 1024, "memory grew by {growth} bytes");
+    // Cut at the socket: each stalled client sees its connection end.
+    for mut stream in stalled {
+        let mut sink = Vec::new();
+        let ended = timeout(PATIENCE, stream.read_to_end(&mut sink)).await;
+        assert!(
+            ended.is_ok(),
+            "a stalled stream should be closed by the server"
+        );
+    }
+}
+
+fn binary() -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_server-sent-events-demo"));
+    command
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_one_clear_line_and_status_1() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let output = timeout(PATIENCE, binary().args(["--port", &port]).output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_ends_every_stream_and_exits() {
+    let mut server = binary().args(["--port", "0"]).spawn().unwrap();
+    let mut stdout = BufReader::new(server.stdout.take().unwrap()).lines();
+    let line = timeout(PATIENCE, stdout.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let url = line
+        .split("listening on http://")
+        .nth(1)
+        .expect("the listening line");
+    let addr: SocketAddr = url.trim_end_matches('/').parse().unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        streams.push(open_and_greet(addr, "/sse", &[]).await);
+    }
+    let pid = server.id().unwrap().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    for stream in &mut streams {
+        assert_eq!(stream.next_block().await, None, "the stream ends");
+    }
+    let status = timeout(Duration::from_secs(5), server.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let mut stderr = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(
+        stderr.contains("SIGTERM received, shutting down"),
+        "{stderr}"
+    );
+    for bad in ["ERROR", "panicked", "WARN"] {
+        assert!(!stderr.contains(bad), "{bad} in the log:\n{stderr}");
+    }
+}
