@@ -1,110 +1,163 @@
 //! `POST /api`: a client's message, answered and broadcast as "Something changed".
+//!
+//! Every refusal has its own status and a JSON body saying what was wrong:
+//! 403 origin, 405 method, 415 content type, 413 size, 400 not the expected
+//! JSON, 429 over the rate limit (with `Retry-After`).
+
+use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use futures_util::{Stream, StreamExt};
+use shared::guard::{RateLimiter, Reason};
 use shared::message::{Message, SOMETHING_CHANGED};
-use shared::server::Context;
+use shared::server::{Conn, Context};
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
+use crate::cors;
+
 pub(crate) fn route(
     context: Context,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let limiter = Arc::new(RateLimiter::new(context.config.rate, context.config.burst));
     warp::path!("api")
         .and(warp::method())
         .and(warp::header::headers_cloned())
+        .and(warp::ext::get::<Conn>())
         .and(warp::body::stream())
-        .then(move |method, headers, body| {
-            let context = context.clone();
-            async move {
-                match receive(&context, method, &headers, body).await {
-                    Ok(response) => response,
-                    Err(rejected) => rejected.into_response(),
-                }
-            }
+        .then(move |method, headers, conn, body| {
+            let api = Api {
+                context: context.clone(),
+                limiter: limiter.clone(),
+                conn,
+            };
+            async move { api.handle(method, &headers, body).await }
         })
 }
 
-/// A request `/api` turns down, with the status and the reason it answers.
-struct Rejected(StatusCode, String);
+struct Api {
+    context: Context,
+    limiter: Arc<RateLimiter>,
+    conn: Conn,
+}
 
-impl Rejected {
-    fn into_response(self) -> Response {
-        let Rejected(status, why) = self;
-        log::info!("Refused a POST /api ({status}): {why}");
-        let mut response = warp::reply::with_status(
-            warp::reply::json(&serde_json::json!({ "error": why })),
-            status,
-        )
-        .into_response();
-        if status == StatusCode::METHOD_NOT_ALLOWED {
+/// Why a request was turned down: what to count, what to answer.
+type Refusal = (Option<Reason>, StatusCode, String);
+
+impl Api {
+    async fn handle<S, B>(&self, method: Method, headers: &HeaderMap, body: S) -> Response
+    where
+        S: Stream<Item = Result<B, warp::Error>> + Unpin,
+        B: Buf,
+    {
+        let origin = match cors::origin(&self.context, headers) {
+            Ok(origin) => origin,
+            Err(why) => return self.refuse((Some(Reason::Origin), StatusCode::FORBIDDEN, why)),
+        };
+        let mut response = match method {
+            Method::OPTIONS => cors::preflight(),
+            Method::POST => match self.receive(headers, body).await {
+                Ok(response) => response,
+                Err(refusal) => self.refuse(refusal),
+            },
+            other => {
+                let why = format!("{other} is not allowed here: use POST");
+                let mut response =
+                    self.refuse((Some(Reason::Method), StatusCode::METHOD_NOT_ALLOWED, why));
+                let allow = HeaderValue::from_static("POST, OPTIONS");
+                response.headers_mut().insert(header::ALLOW, allow);
+                response
+            }
+        };
+        cors::allow(&mut response, origin);
+        response
+    }
+
+    async fn receive<S, B>(&self, headers: &HeaderMap, body: S) -> Result<Response, Refusal>
+    where
+        S: Stream<Item = Result<B, warp::Error>> + Unpin,
+        B: Buf,
+    {
+        if let Err(wait) = self.limiter.take(self.conn.peer.ip()) {
+            self.context.rejections.record_rate_limited(self.conn.peer);
+            let seconds = wait.as_secs_f64().ceil().max(1.0);
+            let why = format!(
+                "rate limit: at most {} messages a second (bursts of {}); retry in {seconds} s",
+                self.context.config.rate, self.context.config.burst
+            );
+            let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, &why);
             response
                 .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds as u64));
+            return Ok(response);
         }
-        response
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            let why = "the body must be JSON, sent as Content-Type: application/json";
+            return Err((
+                Some(Reason::ContentType),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                why.into(),
+            ));
+        }
+        let limit = self.context.config.max_message;
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > limit as u64) {
+            return Err(too_large(limit));
+        }
+        let body = read_limited(body, limit).await?;
+        let bad = |why: String| (Some(Reason::BadMessage), StatusCode::BAD_REQUEST, why);
+        let text = std::str::from_utf8(&body).map_err(|_| {
+            (
+                Some(Reason::InvalidUtf8),
+                StatusCode::BAD_REQUEST,
+                "the body is not valid UTF-8".into(),
+            )
+        })?;
+        let message: Message = serde_json::from_str(text).map_err(|error| {
+            bad(format!(
+                "expected a JSON object with a string \"message\" ({error})"
+            ))
+        })?;
+        log::info!("Received: {}", message.to_json());
+        let id = self.context.hub.publish(SOMETHING_CHANGED);
+        log::debug!(
+            "Sent {SOMETHING_CHANGED:?} as {id} to {} client(s)",
+            self.context.hub.client_count()
+        );
+        Ok(warp::reply::json(&serde_json::json!({ "id": id.to_string() })).into_response())
+    }
+
+    fn refuse(&self, (reason, status, why): Refusal) -> Response {
+        match reason {
+            Some(reason) => self.context.rejections.record(
+                reason,
+                self.conn.peer,
+                &format!("POST /api ({status}): {why}"),
+            ),
+            None => log::info!(
+                "Refused a request from {} ({status}): {why}",
+                self.conn.peer
+            ),
+        }
+        error_response(status, &why)
     }
 }
 
-async fn receive<S, B>(
-    context: &Context,
-    method: Method,
-    headers: &HeaderMap,
-    body: S,
-) -> Result<Response, Rejected>
-where
-    S: Stream<Item = Result<B, warp::Error>> + Unpin,
-    B: Buf,
-{
-    if method != Method::POST {
-        return Err(Rejected(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("{method} is not allowed here: use POST"),
-        ));
-    }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(Rejected(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "the body must be JSON, sent as Content-Type: application/json".into(),
-        ));
-    }
-    let limit = context.config.max_message;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return Err(too_large(limit));
-    }
-    let body = read_limited(body, limit).await?;
-    let text = std::str::from_utf8(&body).map_err(|_| {
-        Rejected(
-            StatusCode::BAD_REQUEST,
-            "the body is not valid UTF-8".into(),
-        )
-    })?;
-    let message: Message = serde_json::from_str(text).map_err(|error| {
-        Rejected(
-            StatusCode::BAD_REQUEST,
-            format!("expected a JSON object with a string \"message\" ({error})"),
-        )
-    })?;
-    log::info!("Received: {}", message.to_json());
-    let id = context.hub.publish(SOMETHING_CHANGED);
-    log::debug!(
-        "Sent {SOMETHING_CHANGED:?} as {id} to {} client(s)",
-        context.hub.client_count()
-    );
-    Ok(warp::reply::json(&serde_json::json!({ "id": id.to_string() })).into_response())
+fn error_response(status: StatusCode, why: &str) -> Response {
+    let body = warp::reply::json(&serde_json::json!({ "error": why }));
+    warp::reply::with_status(body, status).into_response()
 }
 
 /// Reads the body, refusing it as soon as it passes `limit` bytes.
-async fn read_limited<S, B>(mut body: S, limit: usize) -> Result<BytesMut, Rejected>
+async fn read_limited<S, B>(mut body: S, limit: usize) -> Result<BytesMut, Refusal>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
@@ -112,7 +165,8 @@ where
     let mut collected = BytesMut::new();
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|error| {
-            Rejected(
+            (
+                None,
                 StatusCode::BAD_REQUEST,
                 format!("the body could not be read: {error}"),
             )
@@ -130,9 +184,7 @@ where
     Ok(collected)
 }
 
-fn too_large(limit: usize) -> Rejected {
-    Rejected(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("the body is over {limit} bytes"),
-    )
+fn too_large(limit: usize) -> Refusal {
+    let why = format!("the body is over {limit} bytes");
+    (Some(Reason::TooLarge), StatusCode::PAYLOAD_TOO_LARGE, why)
 }

@@ -2,6 +2,7 @@
 //! `POST /api` for the one thing SSE cannot do, talking back to the server.
 
 mod api;
+mod cors;
 mod stream;
 
 use shared::config::Defaults;

@@ -7,14 +7,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Deserialize;
+use shared::guard::Reason;
 use shared::hub::{SubscribeError, Subscription};
 use shared::message::{GOTCHA, Message};
 use shared::server::{Conn, Context, streaming_response};
 use shared::sse;
 use tokio::time::{Instant, Interval, interval_at};
-use warp::http::{StatusCode, header};
+use warp::http::{HeaderMap, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
+
+use crate::cors;
 
 /// How long a browser waits before reconnecting a dropped stream.
 pub const RETRY: Duration = Duration::from_secs(2);
@@ -31,31 +34,60 @@ pub(crate) fn route(
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::get()
         .and(warp::path!("sse"))
-        .and(warp::header::optional::<String>("last-event-id"))
+        .and(warp::header::headers_cloned())
         .and(warp::query::<Resume>())
         .and(warp::ext::get::<Conn>())
-        .map(move |header: Option<String>, query: Resume, conn: Conn| {
+        .map(move |headers: HeaderMap, query: Resume, conn: Conn| {
+            let origin = match cors::origin(&context, &headers) {
+                Ok(origin) => origin,
+                Err(why) => {
+                    return refuse(&context, &conn, Reason::Origin, StatusCode::FORBIDDEN, &why);
+                }
+            };
             // EventSource sends the header when it reconnects; it wins over the
             // query, which only a first connection can carry.
-            let since = header.or(query.last_event_id);
-            open(&context, since.as_deref(), conn)
+            let header = headers
+                .get("last-event-id")
+                .and_then(|value| value.to_str().ok());
+            let since = header.map(str::to_owned).or(query.last_event_id);
+            let mut response = open(&context, since.as_deref(), conn);
+            cors::allow(&mut response, origin);
+            response
         })
+}
+
+fn refuse(
+    context: &Context,
+    conn: &Conn,
+    reason: Reason,
+    status: StatusCode,
+    why: &str,
+) -> Response {
+    context
+        .rejections
+        .record(reason, conn.peer, &format!("GET /sse ({status}): {why}"));
+    let body = warp::reply::json(&serde_json::json!({ "error": why }));
+    warp::reply::Reply::into_response(warp::reply::with_status(body, status))
 }
 
 fn open(context: &Context, since: Option<&str>, conn: Conn) -> Response {
     // An evicted client is cut at the socket: its body is no longer polled.
     let subscription = match context.hub.subscribe(since, conn.close.clone()) {
         Ok(subscription) => subscription,
-        Err(error) => {
-            let why = match error {
-                SubscribeError::Full => "the server has as many clients as it takes",
-                SubscribeError::Closed => "the server is shutting down",
-            };
-            log::info!("Refused an event stream from {}: {why}", conn.peer);
-            let reply = warp::reply::with_status(
-                warp::reply::json(&serde_json::json!({ "error": why })),
+        Err(SubscribeError::Full) => {
+            let why = "the server has as many clients as it takes";
+            return refuse(
+                context,
+                &conn,
+                Reason::Capacity,
                 StatusCode::SERVICE_UNAVAILABLE,
+                why,
             );
+        }
+        Err(SubscribeError::Closed) => {
+            let body =
+                warp::reply::json(&serde_json::json!({ "error": "the server is shutting down" }));
+            let reply = warp::reply::with_status(body, StatusCode::SERVICE_UNAVAILABLE);
             return warp::reply::Reply::into_response(reply);
         }
     };

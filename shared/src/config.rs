@@ -50,6 +50,24 @@ pub struct Config {
     #[arg(long, env = "DEMO_MAX_MESSAGE", default_value_t = 64 * 1024)]
     pub max_message: usize,
 
+    /// An origin whose pages may connect, besides the server's own
+    /// (http://localhost:PORT, http://127.0.0.1:PORT); repeat it for several,
+    /// or give * to allow every origin (unsafe: any site could use the server)
+    #[arg(
+        long = "allowed-origin",
+        env = "DEMO_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Messages per second one client may send (WebSocket connection, or client address on POST /api)
+    #[arg(long, env = "DEMO_RATE", default_value_t = 10.0, value_parser = parse_rate)]
+    pub rate: f64,
+
+    /// Messages a client may send in a burst above the rate
+    #[arg(long, env = "DEMO_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub burst: u32,
+
     /// Most clients connected at once; more get 503
     #[arg(long, env = "DEMO_MAX_CLIENTS", default_value_t = 100_000)]
     pub max_clients: usize,
@@ -112,6 +130,15 @@ fn from_clap_error(error: clap::Error) -> Parsed {
             let line = what.split_whitespace().collect::<Vec<_>>().join(" ");
             Parsed::Error(format!("{line} (see --help)"))
         }
+    }
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate.is_finite() => Ok(rate),
+        _ => Err(format!(
+            "'{text}' is not a positive number of messages per second"
+        )),
     }
 }
 

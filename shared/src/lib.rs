@@ -2,8 +2,10 @@
 //! ticker, the event-stream format, the server loop and the options.
 
 pub mod config;
+pub mod guard;
 pub mod hub;
 pub mod message;
+pub mod observe;
 pub mod pages;
 pub mod server;
 pub mod shutdown;

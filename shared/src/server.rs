@@ -28,8 +28,9 @@ use warp::http;
 use warp::{Filter, Rejection, Reply};
 
 use crate::config::Config;
+use crate::guard::{Origins, Reason, Rejections};
 use crate::hub::{Hub, HubConfig};
-use crate::ticker;
+use crate::{observe, ticker};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
@@ -51,6 +52,10 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// Tasks the server waits for before it exits (WebSocket sessions).
     pub tasks: TaskTracker,
+    /// The origins whose pages may connect.
+    pub origins: Arc<Origins>,
+    /// Counts of what the server refused.
+    pub rejections: Arc<Rejections>,
 }
 
 /// A running server.
@@ -106,11 +111,14 @@ impl Server {
         });
         let context = Context {
             hub: hub.clone(),
+            origins: Arc::new(Origins::new(&config.allowed_origins, addr)),
             config: Arc::new(config),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            rejections: Arc::new(Rejections::default()),
         };
-        let service = TowerToHyperService::new(warp::service(routes(context.clone())));
+        let all_routes = routes(context.clone()).or(observe::routes(context.clone()));
+        let service = TowerToHyperService::new(warp::service(all_routes));
         context.tasks.spawn(ticker::run(
             hub.clone(),
             context.config.interval,
@@ -217,22 +225,25 @@ where
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     let mut connection = pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => log_end(peer, result),
-        () = close.cancelled() => log::debug!("{peer}: connection dropped"),
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = close.cancelled() => Ok(()),
         () = context.shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
             tokio::select! {
-                result = connection => log_end(peer, result),
-                () = close.cancelled() => {},
+                result = connection => result,
+                () = close.cancelled() => Ok(()),
             }
         }
-    }
-}
-
-fn log_end(peer: SocketAddr, result: Result<(), hyper::Error>) {
-    if let Err(error) = result {
-        log::debug!("{peer}: connection ended: {error}");
+    };
+    match result {
+        Err(error) if error.is_parse() => {
+            context
+                .rejections
+                .record(Reason::MalformedHttp, peer, &error.to_string());
+        }
+        Err(error) => log::debug!("{peer}: connection ended: {error}"),
+        Ok(()) => {}
     }
 }
 

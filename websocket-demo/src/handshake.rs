@@ -4,7 +4,9 @@
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
+use shared::guard::Reason;
 use shared::hub::SubscribeError;
+use shared::message::error_json;
 use shared::server::{Conn, Context};
 use shared::tokio_tungstenite::WebSocketStream;
 use shared::tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -67,9 +69,19 @@ fn valid_key(key: &[u8]) -> bool {
         && b"AQgw".contains(&key[21])
 }
 
-fn reject(status: StatusCode, why: &str) -> Response {
-    log::info!("Refused a WebSocket handshake ({status}): {why}");
-    let mut response = Response::new(shared::message::error_json(why).into());
+fn refuse(
+    context: &Context,
+    conn: &Conn,
+    reason: Reason,
+    status: StatusCode,
+    why: &str,
+) -> Response {
+    context.rejections.record(
+        reason,
+        conn.peer,
+        &format!("WebSocket handshake ({status}): {why}"),
+    );
+    let mut response = Response::new(error_json(why).into());
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -85,61 +97,59 @@ fn accept(
     upgrade: Option<OnUpgrade>,
     conn: Conn,
 ) -> Response {
-    if !has_token(headers, header::CONNECTION, "upgrade") {
-        return reject(
-            StatusCode::BAD_REQUEST,
-            "the Connection header must include upgrade",
-        );
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|value| value.to_str().unwrap_or("?"));
+    if !context.origins.allows(origin) {
+        let why = format!("origin {} is not allowed", origin.unwrap_or_default());
+        return refuse(context, &conn, Reason::Origin, StatusCode::FORBIDDEN, &why);
     }
-    if headers
-        .get(header::SEC_WEBSOCKET_VERSION)
-        .map(HeaderValue::as_bytes)
-        != Some(b"13")
-    {
-        let mut response = reject(
-            StatusCode::UPGRADE_REQUIRED,
-            "only WebSocket version 13 is supported",
-        );
-        response.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
+    let bad = |why: &str| {
+        refuse(
+            context,
+            &conn,
+            Reason::Handshake,
+            StatusCode::BAD_REQUEST,
+            why,
+        )
+    };
+    if !has_token(headers, header::CONNECTION, "upgrade") {
+        return bad("the Connection header must include upgrade");
+    }
+    let version = headers.get(header::SEC_WEBSOCKET_VERSION);
+    if version.map(HeaderValue::as_bytes) != Some(b"13") {
+        let why = "only WebSocket version 13 is supported";
+        let status = StatusCode::UPGRADE_REQUIRED;
+        let mut response = refuse(context, &conn, Reason::Handshake, status, why);
+        let supported = HeaderValue::from_static("13");
+        response
+            .headers_mut()
+            .insert(header::SEC_WEBSOCKET_VERSION, supported);
         return response;
     }
-    let Some(key) = headers
+    let key = headers
         .get(header::SEC_WEBSOCKET_KEY)
-        .map(HeaderValue::as_bytes)
-        .filter(|key| valid_key(key))
-    else {
-        return reject(
-            StatusCode::BAD_REQUEST,
-            "Sec-WebSocket-Key must be 16 bytes in base64",
-        );
+        .map(HeaderValue::as_bytes);
+    let Some(key) = key.filter(|key| valid_key(key)) else {
+        return bad("Sec-WebSocket-Key must be 16 bytes in base64");
     };
     let Some(upgrade) = upgrade else {
-        return reject(
-            StatusCode::BAD_REQUEST,
-            "this connection cannot be upgraded",
-        );
+        return bad("this connection cannot be upgraded");
     };
     // Subscribe before answering, so the client misses nothing after the 101.
     let evicted = CancellationToken::new();
-    let subscription = match context
-        .hub
-        .subscribe(resume.since.as_deref(), evicted.clone())
-    {
+    let since = resume.since.as_deref();
+    let subscription = match context.hub.subscribe(since, evicted.clone()) {
         Ok(subscription) => subscription,
         Err(SubscribeError::Full) => {
-            return reject(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the server has as many clients as it takes",
-            );
+            let why = "the server has as many clients as it takes";
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            return refuse(context, &conn, Reason::Capacity, status, why);
         }
         Err(SubscribeError::Closed) => {
-            return reject(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the server is shutting down",
-            );
+            let mut response = Response::new(error_json("the server is shutting down").into());
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            return response;
         }
     };
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use shared::guard::{Reason, TokenBucket};
 use shared::hub::Subscription;
 use shared::message::{Message as WireMessage, SOMETHING_CHANGED, error_json};
 use shared::server::Context;
@@ -63,6 +64,13 @@ pub(crate) async fn run(
     );
     let (mut sink, mut stream) = socket.split();
     let (replies, mut pending_replies) = mpsc::channel(16);
+    let reader = Reader {
+        context: &context,
+        peer,
+        replies,
+        bucket: TokenBucket::new(context.config.rate, context.config.burst),
+        strikes: 0,
+    };
     let started = Instant::now();
     let last_heard = AtomicU64::new(0);
 
@@ -75,7 +83,7 @@ pub(crate) async fn run(
         () = context.shutdown.cancelled() => End::Shutdown,
         () = evicted.cancelled() => End::Slow,
         end = write(&mut sink, opening, &mut subscription, &mut pending_replies, &context, started, &last_heard) => end,
-        end = read(&mut stream, &replies, started, &last_heard, &context) => end,
+        end = reader.run(&mut stream, started, &last_heard) => end,
     };
     drop(subscription);
 
@@ -169,57 +177,101 @@ async fn write(
     }
 }
 
-async fn read(
-    stream: &mut Stream,
-    replies: &mpsc::Sender<Message>,
-    started: Instant,
-    last_heard: &AtomicU64,
-    context: &Context,
-) -> End {
-    while let Some(message) = stream.next().await {
-        last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        match message {
-            Ok(Message::Text(text)) => {
-                if let Err(why) = receive(&text, context) {
-                    // A client that floods errors without reading loses some.
-                    let _ = replies.try_send(Message::Text(error_json(&why).into()));
-                }
-            }
-            Ok(Message::Binary(_)) => {
-                return End::Refused(
+/// The reading side of a session.
+struct Reader<'a> {
+    context: &'a Context,
+    peer: SocketAddr,
+    replies: mpsc::Sender<Message>,
+    bucket: TokenBucket,
+    /// Messages refused by the rate limit since the last one let through.
+    strikes: u32,
+}
+
+impl Reader<'_> {
+    async fn run(mut self, stream: &mut Stream, started: Instant, last_heard: &AtomicU64) -> End {
+        while let Some(message) = stream.next().await {
+            last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            return match message {
+                Ok(Message::Text(text)) => match self.receive(&text) {
+                    Ok(()) => continue,
+                    Err(end) => end,
+                },
+                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+                Ok(Message::Close(_)) => End::ClosedByClient,
+                Ok(Message::Binary(_)) => self.refuse(
+                    Reason::Binary,
                     CloseCode::Unsupported,
-                    "binary messages are not supported".into(),
+                    "binary messages are not supported: send JSON text".into(),
+                ),
+                Err(Error::Capacity(error)) => {
+                    self.refuse(Reason::TooLarge, CloseCode::Size, error.to_string())
+                }
+                Err(Error::Utf8(_)) => self.refuse(
+                    Reason::InvalidUtf8,
+                    CloseCode::Invalid,
+                    "text must be valid UTF-8".into(),
+                ),
+                Err(Error::Protocol(error)) => {
+                    self.refuse(Reason::Protocol, CloseCode::Protocol, error.to_string())
+                }
+                Err(_) => End::Gone,
+            };
+        }
+        End::Gone
+    }
+
+    /// A text message: `{"message": "..."}` tells everyone that something
+    /// changed. Anything else gets an error, to this client only; a client
+    /// that keeps flooding past the rate limit is disconnected.
+    fn receive(&mut self, text: &str) -> Result<(), End> {
+        if let Err(wait) = self.bucket.take() {
+            self.context.rejections.record_rate_limited(self.peer);
+            self.strikes += 1;
+            if self.strikes >= self.context.config.burst {
+                let why = "rate limit exceeded, repeatedly".to_owned();
+                return Err(End::Refused(CloseCode::Policy, why));
+            }
+            let config = &self.context.config;
+            self.reply(&format!(
+                "rate limit: at most {} messages a second (bursts of {}); retry in {} ms",
+                config.rate,
+                config.burst,
+                wait.as_millis() + 1
+            ));
+            return Ok(());
+        }
+        self.strikes = 0;
+        match serde_json::from_str::<WireMessage>(text) {
+            Ok(message) => {
+                log::info!("Received: {}", message.to_json());
+                let id = self.context.hub.publish(SOMETHING_CHANGED);
+                log::debug!(
+                    "Sent {SOMETHING_CHANGED:?} as {id} to {} client(s)",
+                    self.context.hub.client_count()
                 );
             }
-            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => {}
-            Ok(Message::Close(_)) => return End::ClosedByClient,
-            Err(error) => return refusal(error),
+            Err(error) => {
+                let why = format!("expected a JSON object with a string \"message\" ({error})");
+                self.context
+                    .rejections
+                    .record(Reason::BadMessage, self.peer, &why);
+                self.reply(&why);
+            }
         }
+        Ok(())
     }
-    End::Gone
-}
 
-/// A text message from the client: `{"message": "..."}` tells everyone that
-/// something changed.
-fn receive(text: &str, context: &Context) -> Result<(), String> {
-    let message: WireMessage = serde_json::from_str(text)
-        .map_err(|error| format!("expected a JSON object with a string \"message\" ({error})"))?;
-    log::info!("Received: {}", message.to_json());
-    let id = context.hub.publish(SOMETHING_CHANGED);
-    log::debug!(
-        "Sent {SOMETHING_CHANGED:?} as {id} to {} client(s)",
-        context.hub.client_count()
-    );
-    Ok(())
-}
+    /// Counts and logs a refusal that ends the session with `code`.
+    fn refuse(&self, reason: Reason, code: CloseCode, why: String) -> End {
+        self.context.rejections.record(reason, self.peer, &why);
+        End::Refused(code, why)
+    }
 
-/// The close code RFC 6455 asks for, for an error reading from the client.
-fn refusal(error: Error) -> End {
-    match error {
-        Error::Capacity(error) => End::Refused(CloseCode::Size, error.to_string()),
-        Error::Utf8(_) => End::Refused(CloseCode::Invalid, "text must be valid UTF-8".into()),
-        Error::Protocol(error) => End::Refused(CloseCode::Protocol, error.to_string()),
-        _ => End::Gone,
+    fn reply(&self, error: &str) {
+        // A client that floods errors without reading them loses some.
+        let _ = self
+            .replies
+            .try_send(Message::Text(error_json(error).into()));
     }
 }
 
