@@ -62,6 +62,7 @@ pub struct Context {
 pub struct Server {
     pub addr: SocketAddr,
     pub hub: Arc<Hub>,
+    rejections: Arc<Rejections>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     shutdown_timeout: Duration,
@@ -130,10 +131,16 @@ impl Server {
         Ok(Server {
             addr,
             hub,
+            rejections: context.rejections,
             shutdown: context.shutdown,
             tasks: context.tasks,
             shutdown_timeout: context.config.shutdown_timeout,
         })
+    }
+
+    /// Counts of what the server refused.
+    pub fn rejections(&self) -> &Rejections {
+        &self.rejections
     }
 
     /// Begins a graceful shutdown: stop accepting, end every stream, tell every

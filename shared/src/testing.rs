@@ -66,14 +66,21 @@ impl Response {
     }
 }
 
-/// Sends `request` (raw bytes, which should ask for `Connection: close`) and
-/// reads the whole answer.
+/// Sends `request` (raw bytes) and reads one whole answer: up to its
+/// Content-Length, the end of its chunks, or the end of the connection.
 pub async fn http(addr: SocketAddr, request: &[u8]) -> Response {
     let io = async {
         let mut stream = TcpStream::connect(addr).await?;
-        stream.write_all(request).await?;
+        // The server may answer (and close) before it reads all of a bad request.
+        let _ = stream.write_all(request).await;
         let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
+        let mut buffer = [0; 16 * 1024];
+        while !is_complete(&raw) {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => raw.extend_from_slice(&buffer[..read]),
+            }
+        }
         Ok::<_, std::io::Error>(raw)
     };
     let raw = tokio::time::timeout(PATIENCE, io)
@@ -95,6 +102,23 @@ pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -
     text.push_str("\r\n");
     text.push_str(body);
     text.into_bytes()
+}
+
+fn is_complete(raw: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(raw);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return false;
+    };
+    let head = head.to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|value| value.trim().parse::<usize>().ok());
+    match length {
+        Some(length) => body.len() >= length,
+        None if head.contains("transfer-encoding: chunked") => body.ends_with("0\r\n\r\n"),
+        None => false,
+    }
 }
 
 fn parse_response(raw: &[u8]) -> Response {

@@ -111,7 +111,15 @@ pub(crate) async fn run(
             )
             .await;
         }
-        End::Refused(code, why) => close(&mut sink, &mut stream, *code, why).await,
+        End::Refused(code, why) => {
+            // The errors the client was sent last explain the close: send them first.
+            while let Ok(reply) = pending_replies.try_recv() {
+                if timeout(CLOSE_GRACE, sink.feed(reply)).await.is_err() {
+                    break;
+                }
+            }
+            close(&mut sink, &mut stream, *code, why).await;
+        }
     }
     match end {
         End::ClosedByClient | End::Gone | End::Shutdown => {
@@ -197,6 +205,14 @@ impl Reader<'_> {
                     Err(end) => end,
                 },
                 Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+                Ok(Message::Close(Some(frame))) if frame.code == CloseCode::Protocol => {
+                    // tungstenite answers an invalid close code with 1002 too.
+                    let why = "a close frame with an invalid code";
+                    self.context
+                        .rejections
+                        .record(Reason::Protocol, self.peer, why);
+                    End::ClosedByClient
+                }
                 Ok(Message::Close(_)) => End::ClosedByClient,
                 Ok(Message::Binary(_)) => self.refuse(
                     Reason::Binary,
