@@ -373,6 +373,19 @@ async fn protocol_violations_get_the_close_code_rfc_6455_asks_for() {
     assert_eq!(rejected.count(Reason::InvalidUtf8), 1);
     assert_eq!(rejected.count(Reason::TooLarge), 1);
     assert_eq!(rejected.count(Reason::Binary), 1);
+    let metrics = http(server.addr, &testing::request("GET", "/metrics", &[], "")).await;
+    for line in [
+        "demo_rejected_total{reason=\"protocol\"} 10",
+        "demo_rejected_total{reason=\"invalid_utf8\"} 1",
+        "demo_rejected_total{reason=\"binary\"} 1",
+        "demo_connected_clients 1",
+    ] {
+        assert!(
+            metrics.body.lines().any(|l| l == line),
+            "/metrics lacks {line}:\n{}",
+            metrics.body
+        );
+    }
     println!("tried {} protocol violations", cases.len());
 }
 
