@@ -10,7 +10,7 @@ use bytes::{Buf, BytesMut};
 use futures_util::{Stream, StreamExt};
 use shared::guard::{RateLimiter, Reason};
 use shared::message::{Message, SOMETHING_CHANGED};
-use shared::server::{Conn, Context};
+use shared::server::{Conn, Context, error_response, refuse};
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
@@ -137,23 +137,16 @@ impl Api {
 
     fn refuse(&self, (reason, status, why): Refusal) -> Response {
         match reason {
-            Some(reason) => self.context.rejections.record(
-                reason,
-                self.conn.peer,
-                &format!("POST /api ({status}): {why}"),
-            ),
-            None => log::info!(
-                "Refused a request from {} ({status}): {why}",
-                self.conn.peer
-            ),
+            Some(reason) => refuse(&self.context, &self.conn, reason, status, &why),
+            None => {
+                log::info!(
+                    "Refused a request from {} ({status}): {why}",
+                    self.conn.peer
+                );
+                error_response(status, &why)
+            }
         }
-        error_response(status, &why)
     }
-}
-
-fn error_response(status: StatusCode, why: &str) -> Response {
-    let body = warp::reply::json(&serde_json::json!({ "error": why }));
-    warp::reply::with_status(body, status).into_response()
 }
 
 /// Reads the body, refusing it as soon as it passes `limit` bytes.

@@ -8,9 +8,9 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use shared::guard::Reason;
-use shared::hub::{SubscribeError, Subscription};
+use shared::hub::Subscription;
 use shared::message::{GOTCHA, Message};
-use shared::server::{Conn, Context, streaming_response};
+use shared::server::{Conn, Context, refuse, refuse_subscription, streaming_response};
 use shared::sse;
 use tokio::time::{Instant, Interval, interval_at};
 use warp::http::{HeaderMap, StatusCode, header};
@@ -56,40 +56,11 @@ pub(crate) fn route(
         })
 }
 
-fn refuse(
-    context: &Context,
-    conn: &Conn,
-    reason: Reason,
-    status: StatusCode,
-    why: &str,
-) -> Response {
-    context
-        .rejections
-        .record(reason, conn.peer, &format!("GET /sse ({status}): {why}"));
-    let body = warp::reply::json(&serde_json::json!({ "error": why }));
-    warp::reply::Reply::into_response(warp::reply::with_status(body, status))
-}
-
 fn open(context: &Context, since: Option<&str>, conn: Conn) -> Response {
     // An evicted client is cut at the socket: its body is no longer polled.
     let subscription = match context.hub.subscribe(since, conn.close.clone()) {
         Ok(subscription) => subscription,
-        Err(SubscribeError::Full) => {
-            let why = "the server has as many clients as it takes";
-            return refuse(
-                context,
-                &conn,
-                Reason::Capacity,
-                StatusCode::SERVICE_UNAVAILABLE,
-                why,
-            );
-        }
-        Err(SubscribeError::Closed) => {
-            let body =
-                warp::reply::json(&serde_json::json!({ "error": "the server is shutting down" }));
-            let reply = warp::reply::with_status(body, StatusCode::SERVICE_UNAVAILABLE);
-            return warp::reply::Reply::into_response(reply);
-        }
+        Err(error) => return refuse_subscription(context, &conn, error),
     };
     log::info!(
         "Opened connection 🎉 ({}; {} connected)",

@@ -37,13 +37,8 @@ impl Stream {
             .await
             .unwrap();
         let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).await.unwrap();
-        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-        while line != "\r\n" {
-            line.clear();
-            reader.read_line(&mut line).await.unwrap();
-        }
+        let status = testing::read_head(&mut reader).await;
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
         let mut stream = Stream {
             reader,
             text: String::new(),

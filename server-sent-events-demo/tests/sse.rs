@@ -1,13 +1,11 @@
 //! The Server-Sent Events demo, read with a raw HTTP reader over loopback.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use shared::Server;
-use shared::testing::{self, PATIENCE, eventually, http, request};
+use shared::testing::{self, PATIENCE, Random, eventually, http, request};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -379,27 +377,15 @@ async fn resuming_replays_exactly_what_was_missed_then_live_events() {
     }
 }
 
-fn random(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 #[tokio::test]
 async fn streams_dropping_at_random_points_of_a_burst_miss_nothing() {
     const BURST: u64 = 2000;
     let server = start(&["--interval", "60m", "--replay", "4096"]).await;
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    println!("seed {seed}");
+    let random = Random::from_clock();
     let mut readers = Vec::new();
     for reader_index in 0..6 {
         let addr = server.addr;
-        let mut state = seed.wrapping_add(reader_index * 7919) | 1;
+        let mut random = random.fork(reader_index);
         readers.push(tokio::spawn(async move {
             let mut seen = Vec::new();
             let mut last_id: Option<String> = None;
@@ -410,7 +396,7 @@ async fn streams_dropping_at_random_points_of_a_burst_miss_nothing() {
                     .map(|id| ("Last-Event-ID", id.as_str()))
                     .collect();
                 let mut stream = open_and_greet(addr, "/sse", &headers).await;
-                let stay_for = 1 + random(&mut state) % 400;
+                let stay_for = 1 + random.below(400);
                 for _ in 0..stay_for {
                     let event = stream.next_event().await;
                     seen.push(event.seq());
@@ -428,20 +414,12 @@ async fn streams_dropping_at_random_points_of_a_burst_miss_nothing() {
         server.hub.client_count() == 6
     })
     .await;
-    for round in 0..BURST {
-        server.hub.publish("burst");
-        if round % 16 == 0 {
-            tokio::task::yield_now().await;
-        }
-    }
+    testing::publish_burst(&server.hub, BURST, "burst").await;
     for reader in readers {
         let (seen, reconnects) = timeout(PATIENCE * 3, reader).await.unwrap().unwrap();
         assert!(reconnects > 1, "the reader should have reconnected");
         let expected: Vec<u64> = (1..=BURST).collect();
-        assert_eq!(
-            seen, expected,
-            "seed {seed}: every id exactly once, in order"
-        );
+        assert_eq!(seen, expected, "every id exactly once, in order");
     }
 }
 
@@ -514,12 +492,7 @@ async fn stalled_streams_are_cut_off_and_cannot_hold_up_the_others() {
     .await;
     let before = testing::resident_bytes();
     let kib = "x".repeat(1024);
-    for round in 0..BURST {
-        server.hub.publish(&kib);
-        if round % 8 == 0 {
-            tokio::task::yield_now().await;
-        }
-    }
+    testing::publish_burst(&server.hub, BURST, &kib).await;
     for reader in readers {
         assert_eq!(timeout(PATIENCE * 3, reader).await.unwrap().unwrap(), BURST);
     }
@@ -544,25 +517,15 @@ async fn stalled_streams_are_cut_off_and_cannot_hold_up_the_others() {
     }
 }
 
-fn binary() -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_server-sent-events-demo"));
-    command
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
 #[tokio::test]
 async fn a_port_in_use_is_one_clear_line_and_status_1() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let output = timeout(PATIENCE, binary().args(["--port", &port]).output())
-        .await
-        .unwrap()
-        .unwrap();
+    let binary = env!("CARGO_BIN_EXE_server-sent-events-demo");
+    let command = tokio::process::Command::new(binary)
+        .args(["--port", &port])
+        .output();
+    let output = timeout(PATIENCE, command).await.unwrap().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
@@ -574,49 +537,13 @@ async fn a_port_in_use_is_one_clear_line_and_status_1() {
 
 #[tokio::test]
 async fn sigterm_ends_every_stream_and_exits() {
-    let mut server = binary().args(["--port", "0"]).spawn().unwrap();
-    let mut stdout = BufReader::new(server.stdout.take().unwrap()).lines();
-    let line = timeout(PATIENCE, stdout.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let url = line
-        .split("listening on http://")
-        .nth(1)
-        .expect("the listening line");
-    let addr: SocketAddr = url.trim_end_matches('/').parse().unwrap();
+    let (server, addr) = testing::spawn_binary(env!("CARGO_BIN_EXE_server-sent-events-demo")).await;
     let mut streams = Vec::new();
     for _ in 0..3 {
         streams.push(open_and_greet(addr, "/sse", &[]).await);
     }
-    let pid = server.id().unwrap().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    testing::terminate(server).await;
     for stream in &mut streams {
         assert_eq!(stream.next_block().await, None, "the stream ends");
-    }
-    let status = timeout(Duration::from_secs(5), server.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "{status}");
-    let mut stderr = String::new();
-    server
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .await
-        .unwrap();
-    assert!(
-        stderr.contains("SIGTERM received, shutting down"),
-        "{stderr}"
-    );
-    for bad in ["ERROR", "panicked", "WARN"] {
-        assert!(!stderr.contains(bad), "{bad} in the log:\n{stderr}");
     }
 }

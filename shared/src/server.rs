@@ -29,7 +29,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::config::Config;
 use crate::guard::{Origins, Reason, Rejections};
-use crate::hub::{Hub, HubConfig};
+use crate::hub::{Hub, HubConfig, SubscribeError};
 use crate::{observe, ticker};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -337,4 +337,40 @@ where
             }
         }
     })
+}
+
+/// An error answer: `status`, with `{"error": why}` as a JSON body.
+pub fn error_response(status: http::StatusCode, why: &str) -> warp::reply::Response {
+    let body = warp::reply::json(&serde_json::json!({ "error": why }));
+    warp::reply::with_status(body, status).into_response()
+}
+
+/// Counts and logs a refused request, and answers it with `status`.
+pub fn refuse(
+    context: &Context,
+    conn: &Conn,
+    reason: Reason,
+    status: http::StatusCode,
+    why: &str,
+) -> warp::reply::Response {
+    let what = format!("{} {why}", status.as_u16());
+    context.rejections.record(reason, conn.peer, &what);
+    error_response(status, why)
+}
+
+/// The answer when the hub will not take a new client: 503 either way, counted
+/// as a capacity refusal when it is full.
+pub fn refuse_subscription(
+    context: &Context,
+    conn: &Conn,
+    error: SubscribeError,
+) -> warp::reply::Response {
+    let status = http::StatusCode::SERVICE_UNAVAILABLE;
+    match error {
+        SubscribeError::Full => {
+            let why = "the server has as many clients as it takes";
+            refuse(context, conn, Reason::Capacity, status, why)
+        }
+        SubscribeError::Closed => error_response(status, "the server is shutting down"),
+    }
 }

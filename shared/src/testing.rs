@@ -173,3 +173,130 @@ pub fn resident_bytes() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Publishes `count` broadcasts of `message`, yielding now and then as a busy
+/// server would, so readers on the same runtime get to run.
+pub async fn publish_burst(hub: &crate::hub::Hub, count: u64, message: &str) {
+    for round in 0..count {
+        hub.publish(message);
+        if round % 8 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+/// The sequence number of an id `<run>-<seq>`.
+pub fn seq_of(id: &str) -> u64 {
+    id.rsplit_once('-')
+        .and_then(|(_, seq)| seq.parse().ok())
+        .unwrap_or_else(|| panic!("{id:?} is not <run>-<seq>"))
+}
+
+/// Reproducible randomness without a dependency (xorshift64); the seed is
+/// printed so a failing run can be repeated.
+#[derive(Debug, Clone)]
+pub struct Random(u64);
+
+impl Random {
+    pub fn from_clock() -> Random {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |since| since.as_nanos() as u64);
+        println!("random seed {nanos}");
+        Random(nanos | 1)
+    }
+
+    /// An independent stream for the `index`th user of this one.
+    pub fn fork(&self, index: u64) -> Random {
+        Random(
+            self.0
+                .wrapping_add(index.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                | 1,
+        )
+    }
+
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound
+    }
+}
+
+/// Reads an HTTP response head off `reader`; returns its status line.
+pub async fn read_head<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut status = String::new();
+    let mut line = String::new();
+    let read = async {
+        reader.read_line(&mut status).await?;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).await? == 0 || line == "\r\n" {
+                return Ok::<_, std::io::Error>(());
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .expect("the head arrives in time")
+        .expect("the head reads");
+    status
+}
+
+/// Starts a server binary on 127.0.0.1, port 0, and waits for its address.
+pub async fn spawn_binary(path: &str) -> (tokio::process::Child, SocketAddr) {
+    use std::process::Stdio;
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(path)
+        .args(["--port", "0"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the server binary starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .expect("the server says where it listens")
+        .expect("stdout reads")
+        .expect("a line");
+    let url = line
+        .split("listening on http://")
+        .nth(1)
+        .unwrap_or_else(|| panic!("not the listening line: {line}"));
+    let addr = url.trim_end_matches('/').parse().expect("an address");
+    (child, addr)
+}
+
+/// Sends SIGTERM to `child`, which must exit successfully within 5 s, logging
+/// the shutdown and no warning, error or panic. Returns its log.
+pub async fn terminate(mut child: tokio::process::Child) -> String {
+    let pid = child.id().expect("still running").to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(kill.is_ok_and(|status| status.success()));
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("the server exits within 5 s")
+        .expect("wait works");
+    assert!(status.success(), "{status}");
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_string(&mut stderr)
+            .await
+            .expect("stderr reads");
+    }
+    assert!(
+        stderr.contains("SIGTERM received, shutting down"),
+        "{stderr}"
+    );
+    for bad in ["ERROR", "WARN", "panicked"] {
+        assert!(!stderr.contains(bad), "{bad} in the log:\n{stderr}");
+    }
+    stderr
+}

@@ -5,9 +5,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use shared::guard::Reason;
-use shared::hub::SubscribeError;
-use shared::message::error_json;
-use shared::server::{Conn, Context};
+use shared::server::{Conn, Context, refuse, refuse_subscription};
 use shared::tokio_tungstenite::WebSocketStream;
 use shared::tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use shared::tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -69,27 +67,6 @@ fn valid_key(key: &[u8]) -> bool {
         && b"AQgw".contains(&key[21])
 }
 
-fn refuse(
-    context: &Context,
-    conn: &Conn,
-    reason: Reason,
-    status: StatusCode,
-    why: &str,
-) -> Response {
-    context.rejections.record(
-        reason,
-        conn.peer,
-        &format!("WebSocket handshake ({status}): {why}"),
-    );
-    let mut response = Response::new(error_json(why).into());
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
 fn accept(
     context: &Context,
     headers: &HeaderMap,
@@ -141,16 +118,7 @@ fn accept(
     let since = resume.since.as_deref();
     let subscription = match context.hub.subscribe(since, evicted.clone()) {
         Ok(subscription) => subscription,
-        Err(SubscribeError::Full) => {
-            let why = "the server has as many clients as it takes";
-            let status = StatusCode::SERVICE_UNAVAILABLE;
-            return refuse(context, &conn, Reason::Capacity, status, why);
-        }
-        Err(SubscribeError::Closed) => {
-            let mut response = Response::new(error_json("the server is shutting down").into());
-            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            return response;
-        }
+        Err(error) => return refuse_subscription(context, &conn, error),
     };
 
     let socket_config = WebSocketConfig::default()

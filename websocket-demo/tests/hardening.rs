@@ -231,13 +231,8 @@ impl RawSocket {
             .await
             .unwrap();
         let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).await.unwrap();
-        assert!(line.starts_with("HTTP/1.1 101"), "{line}");
-        while line != "\r\n" {
-            line.clear();
-            reader.read_line(&mut line).await.unwrap();
-        }
+        let status = testing::read_head(&mut reader).await;
+        assert!(status.starts_with("HTTP/1.1 101"), "{status}");
         let mut socket = RawSocket(reader);
         let (opcode, gotcha) = socket.read_frame().await.expect("the greeting");
         assert_eq!(

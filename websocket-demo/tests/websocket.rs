@@ -3,13 +3,12 @@
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use shared::Server;
-use shared::testing::{self, PATIENCE, eventually, http, request};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use shared::testing::{self, PATIENCE, Random, eventually, http, request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
@@ -180,35 +179,22 @@ async fn resuming_replays_exactly_what_was_missed_then_live_messages() {
     }
 }
 
-/// xorshift64: reproducible randomness without a dependency.
-fn random(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 #[tokio::test]
 async fn clients_dropping_at_random_points_of_a_burst_miss_nothing() {
     const BURST: u64 = 2000;
     let server = start(&["--interval", "60m", "--replay", "4096"]).await;
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    println!("seed {seed}");
+    let random = Random::from_clock();
     let mut readers = Vec::new();
     for client_index in 0..6 {
         let addr = server.addr;
-        let mut state = seed.wrapping_add(client_index * 7919) | 1;
+        let mut random = random.fork(client_index);
         readers.push(tokio::spawn(async move {
             let mut seen = Vec::new();
             let mut query = String::new();
             let mut reconnects = 0;
             while seen.last() != Some(&BURST) {
                 let mut client = connect_and_greet(addr, &query).await;
-                let stay_for = 1 + random(&mut state) % 400;
+                let stay_for = 1 + random.below(400);
                 for _ in 0..stay_for {
                     let message = next_json(&mut client).await;
                     seen.push(seq(&message));
@@ -227,20 +213,12 @@ async fn clients_dropping_at_random_points_of_a_burst_miss_nothing() {
         server.hub.client_count() == 6
     })
     .await;
-    for round in 0..BURST {
-        server.hub.publish("burst");
-        if round % 16 == 0 {
-            tokio::task::yield_now().await;
-        }
-    }
+    testing::publish_burst(&server.hub, BURST, "burst").await;
     for reader in readers {
         let (seen, reconnects) = timeout(PATIENCE * 3, reader).await.unwrap().unwrap();
         assert!(reconnects > 1, "the reader should have reconnected");
         let expected: Vec<u64> = (1..=BURST).collect();
-        assert_eq!(
-            seen, expected,
-            "seed {seed}: every id exactly once, in order"
-        );
+        assert_eq!(seen, expected, "every id exactly once, in order");
     }
 }
 
@@ -278,13 +256,8 @@ async fn raw_websocket(addr: SocketAddr) -> BufReader<TcpStream> {
         .await
         .unwrap();
     let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).await.unwrap();
-    assert!(line.starts_with("HTTP/1.1 101"), "{line}");
-    while line != "\r\n" {
-        line.clear();
-        reader.read_line(&mut line).await.unwrap();
-    }
+    let status = testing::read_head(&mut reader).await;
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
     reader
 }
 
@@ -339,12 +312,7 @@ async fn stalled_clients_are_cut_off_and_cannot_hold_up_the_others() {
     .await;
     let before = testing::resident_bytes();
     let kib = "x".repeat(1024);
-    for round in 0..BURST {
-        server.hub.publish(&kib);
-        if round % 8 == 0 {
-            tokio::task::yield_now().await;
-        }
-    }
+    testing::publish_burst(&server.hub, BURST, &kib).await;
     for reader in readers {
         assert_eq!(timeout(PATIENCE * 3, reader).await.unwrap().unwrap(), BURST);
     }
@@ -402,51 +370,13 @@ async fn a_port_in_use_or_a_bad_option_is_one_clear_line_and_status_1() {
 
 #[tokio::test]
 async fn sigterm_closes_every_client_with_going_away_and_exits() {
-    let mut server = binary().args(["--port", "0"]).spawn().unwrap();
-    let mut stdout = BufReader::new(server.stdout.take().unwrap()).lines();
-    let line = timeout(PATIENCE, stdout.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let url = line
-        .split("listening on http://")
-        .nth(1)
-        .expect("the listening line");
-    let addr: SocketAddr = url.trim_end_matches('/').parse().unwrap();
+    let (server, addr) = testing::spawn_binary(env!("CARGO_BIN_EXE_websocket-demo")).await;
     let mut clients = Vec::new();
     for _ in 0..3 {
         clients.push(connect_and_greet(addr, "").await);
     }
-    let pid = server.id().unwrap().to_string();
-    let started = std::time::Instant::now();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    testing::terminate(server).await;
     for client in &mut clients {
         assert_eq!(close_code(client).await, Some(1001));
-    }
-    let status = timeout(Duration::from_secs(5), server.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "{status}");
-    assert!(started.elapsed() < Duration::from_secs(5));
-    let mut stderr = String::new();
-    server
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .await
-        .unwrap();
-    assert!(
-        stderr.contains("SIGTERM received, shutting down"),
-        "{stderr}"
-    );
-    for bad in ["ERROR", "panicked", "WARN"] {
-        assert!(!stderr.contains(bad), "{bad} in the log:\n{stderr}");
     }
 }
