@@ -316,6 +316,12 @@ where
             return ExitCode::FAILURE;
         }
     };
+    // Every client holds a file descriptor; the usual soft limit of 1024 would
+    // refuse connections long before --max-clients.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => log::debug!("Open file limit: {limit}"),
+        Err(error) => log::warn!("Cannot raise the open file limit: {error}"),
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
