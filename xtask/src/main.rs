@@ -1,1 +1,31 @@
-fn main() {}
+//! The project's tasks, run as `cargo xtask <task>` (see `.cargo/config.toml`).
+
+mod serve_all;
+mod servers;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+Usage: cargo xtask <task> [OPTIONS]
+
+Tasks:
+  serve-all   run both demo servers together (--help for its options)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("serve-all") => serve_all::run(&args[1..]),
+        None | Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task '{other}'\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("[xtask] error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
