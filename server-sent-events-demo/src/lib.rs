@@ -21,7 +21,6 @@ pub const DEFAULTS: Defaults = Defaults {
 const PAGE: Page = Page {
     html: include_str!("../static/index.html"),
     script: include_str!("../static/client.js"),
-    style: include_str!("../static/style.css"),
 };
 
 /// Every route of the server.

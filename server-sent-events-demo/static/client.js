@@ -1,1 +1,84 @@
-// EventSource
+'use strict';
+// The Server-Sent Events demo page: an EventSource for what the server pushes,
+// fetch() for what the page sends.
+
+let source = null;
+let openedBefore = false;
+
+function connect(resume) {
+  // The browser resends Last-Event-ID on its own reconnects; a new
+  // EventSource (the Reconnect button) resumes with the query instead.
+  const target = resume && demo.lastId ? '/sse?lastEventId=' + encodeURIComponent(demo.lastId) : '/sse';
+  setState('connecting');
+  const current = new EventSource(target);
+  source = current;
+  current.onopen = () => {
+    if (openedBefore) demo.reconnects += 1;
+    openedBefore = true;
+    setState('open');
+    log('open', 'Opened connection 🎉');
+  };
+  current.onmessage = (event) => {
+    demo.received += 1;
+    // lastEventId stays set on later events without an id (like the greeting
+    // after a reconnect), so an id is this event's only when it is new.
+    const id = event.lastEventId && event.lastEventId !== demo.lastId ? event.lastEventId : null;
+    if (id) sawId(id);
+    log('received', 'Received Message: ' + event.data, id);
+  };
+  current.addEventListener('missed', (event) => {
+    demo.received += 1;
+    try {
+      log('missed', describeMissed(JSON.parse(event.data)));
+    } catch {
+      log('missed', 'Messages were missed: ' + event.data);
+    }
+  });
+  current.onerror = () => {
+    if (source !== current) return;
+    if (current.readyState === EventSource.CLOSED) {
+      setState('closed');
+      log('error', 'The stream was refused; the browser will not retry');
+    } else {
+      setState('reconnecting', 'the browser retries by itself');
+      log('error', 'Connection lost: the browser reconnects by itself');
+    }
+  };
+}
+
+async function send(text) {
+  const json = JSON.stringify({ message: text });
+  log('sent', 'Sent: ' + json);
+  try {
+    const response = await fetch('/api', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: json,
+    });
+    const answer = await response.text();
+    log(response.ok ? 'answer' : 'error', response.status + ' ' + answer);
+  } catch (error) {
+    log('error', 'The request failed: ' + error.message);
+  }
+}
+
+function closeStream() {
+  if (source) source.close();
+}
+
+byId('composer').addEventListener('submit', (event) => {
+  event.preventDefault();
+  send(byId('text').value);
+});
+byId('close').addEventListener('click', () => {
+  closeStream();
+  setState('closed');
+  log('close', 'Closed connection');
+});
+byId('reconnect').addEventListener('click', () => {
+  closeStream();
+  connect(true);
+});
+window.addEventListener('beforeunload', closeStream);
+
+connect(false);

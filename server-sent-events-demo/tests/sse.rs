@@ -236,6 +236,11 @@ async fn the_page_and_its_files_are_served_with_their_types() {
             "text/javascript; charset=utf-8",
             "EventSource",
         ),
+        (
+            "/common.js",
+            "text/javascript; charset=utf-8",
+            "textContent",
+        ),
         ("/style.css", "text/css; charset=utf-8", "{"),
     ] {
         let response = http(server.addr, &request("GET", path, &[], "")).await;

@@ -3,15 +3,18 @@
 use warp::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use warp::{Filter, Rejection, Reply};
 
-/// One page's files: the HTML, its script and its style sheet.
+/// One page's files: the HTML and its script.
 #[derive(Debug, Clone, Copy)]
 pub struct Page {
     pub html: &'static str,
     pub script: &'static str,
-    pub style: &'static str,
 }
 
-/// `GET /`, `GET /client.js` and `GET /style.css`.
+/// The style sheet and script both pages share.
+const STYLE: &str = include_str!("../static/style.css");
+const COMMON_SCRIPT: &str = include_str!("../static/common.js");
+
+/// `GET /`, `GET /client.js`, `GET /common.js` and `GET /style.css`.
 pub fn routes(page: Page) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let file = |content: &'static str, content_type: &'static str| {
         move || {
@@ -24,6 +27,16 @@ pub fn routes(page: Page) -> impl Filter<Extract = (impl Reply,), Error = Reject
     };
     let index = warp::path::end().map(file(page.html, "text/html; charset=utf-8"));
     let script = warp::path!("client.js").map(file(page.script, "text/javascript; charset=utf-8"));
-    let style = warp::path!("style.css").map(file(page.style, "text/css; charset=utf-8"));
-    warp::get().and(index.or(script).unify().or(style).unify())
+    let common =
+        warp::path!("common.js").map(file(COMMON_SCRIPT, "text/javascript; charset=utf-8"));
+    let style = warp::path!("style.css").map(file(STYLE, "text/css; charset=utf-8"));
+    warp::get().and(
+        index
+            .or(script)
+            .unify()
+            .or(common)
+            .unify()
+            .or(style)
+            .unify(),
+    )
 }

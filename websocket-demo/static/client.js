@@ -1,1 +1,115 @@
-// WebSocket
+'use strict';
+// The WebSocket demo page: one socket, messages both ways, and reconnection
+// with exponential backoff and jitter that resumes with ?since=<last id>.
+
+const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/';
+const CLOSE_REASONS = {
+  1000: 'closed normally',
+  1001: 'the server is going away',
+  1002: 'protocol error',
+  1003: 'the server does not take that kind of message',
+  1006: 'the connection was lost',
+  1007: 'the message was not valid UTF-8',
+  1008: 'too many messages: the rate limit was exceeded',
+  1009: 'the message was too big',
+  1011: 'the server hit an error',
+  1013: 'too slow to keep up: reconnect to resume',
+};
+
+let socket = null;
+let attempts = 0;
+let retryTimer = null;
+let openedBefore = false;
+
+function connect() {
+  clearTimeout(retryTimer);
+  const target = demo.lastId ? url + '?since=' + encodeURIComponent(demo.lastId) : url;
+  setState('connecting');
+  const current = new WebSocket(target);
+  socket = current;
+  current.onopen = () => {
+    attempts = 0;
+    if (openedBefore) demo.reconnects += 1;
+    openedBefore = true;
+    setState('open');
+    log('open', 'Opened connection 🎉');
+    send({ message: 'Hello' });
+  };
+  current.onmessage = (event) => receive(event.data);
+  current.onerror = () => log('error', 'Connection error');
+  current.onclose = (event) => {
+    const why = CLOSE_REASONS[event.code] || 'code ' + event.code;
+    log('close', 'Closed connection (' + event.code + ': ' + (event.reason || why) + ')');
+    // A socket closed on purpose (Close, Reconnect, leaving) stays closed.
+    if (current.closedOnPurpose) {
+      if (socket === current) setState('closed');
+    } else {
+      scheduleReconnect();
+    }
+  };
+}
+
+function receive(data) {
+  demo.received += 1;
+  let message;
+  try {
+    message = JSON.parse(data);
+  } catch {
+    log('received', 'Received: ' + data);
+    return;
+  }
+  if (message.missed) {
+    log('missed', describeMissed(message));
+  } else if (message.error) {
+    log('error', 'The server says: ' + message.error);
+  } else {
+    if (message.id) sawId(message.id);
+    log('received', 'Received: ' + data, message.id);
+  }
+}
+
+function scheduleReconnect() {
+  // 0.5 s, 1 s, 2 s ... up to 10 s, each between half and all of it, so that
+  // many pages do not all come back at the same moment.
+  const ceiling = Math.min(10000, 500 * 2 ** attempts);
+  const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+  attempts += 1;
+  setState('reconnecting', 'in ' + (delay / 1000).toFixed(1) + ' s');
+  retryTimer = setTimeout(connect, delay);
+}
+
+function closeOnPurpose() {
+  clearTimeout(retryTimer);
+  if (socket && socket.readyState <= WebSocket.OPEN) {
+    socket.closedOnPurpose = true;
+    socket.close(1000, 'closed by the page');
+  }
+}
+
+function send(payload) {
+  if (!socket || socket.readyState !== WebSocket.OPEN) {
+    log('error', 'Not connected: nothing sent');
+    return;
+  }
+  const json = JSON.stringify(payload);
+  socket.send(json);
+  log('sent', 'Sent: ' + json);
+}
+
+byId('url').textContent = url;
+byId('composer').addEventListener('submit', (event) => {
+  event.preventDefault();
+  send({ message: byId('text').value });
+});
+byId('close').addEventListener('click', () => {
+  closeOnPurpose();
+  setState('closed');
+});
+byId('reconnect').addEventListener('click', () => {
+  closeOnPurpose();
+  attempts = 0;
+  connect();
+});
+window.addEventListener('beforeunload', closeOnPurpose);
+
+connect();

@@ -132,6 +132,11 @@ async fn the_page_and_its_files_are_served_with_their_types() {
     for (path, content_type, needle) in [
         ("/", "text/html; charset=utf-8", "<html"),
         ("/client.js", "text/javascript; charset=utf-8", "WebSocket"),
+        (
+            "/common.js",
+            "text/javascript; charset=utf-8",
+            "textContent",
+        ),
         ("/style.css", "text/css; charset=utf-8", "{"),
     ] {
         let response = http(server.addr, &request("GET", path, &[], "")).await;

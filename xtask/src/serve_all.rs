@@ -90,8 +90,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
 }
 
 async fn serve(options: &Options) -> Result<(), String> {
-    let mut ws = servers::start(WEBSOCKET, "ws", &options.server_args(&options.ws_port))?;
-    let mut sse = match servers::start(SSE, "sse", &options.server_args(&options.sse_port)) {
+    let mut ws = servers::start(
+        WEBSOCKET,
+        "ws",
+        &options.server_args(&options.ws_port),
+        "info",
+    )?;
+    let mut sse = match servers::start(SSE, "sse", &options.server_args(&options.sse_port), "info")
+    {
         Ok(sse) => sse,
         Err(error) => {
             ws.stop().await;

@@ -8,7 +8,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::process::Child;
 use tokio::sync::oneshot;
 
-/// The two servers, as `(package, short name for output prefixes)`.
+/// The two servers' packages.
 pub const WEBSOCKET: &str = "websocket-demo";
 pub const SSE: &str = "server-sent-events-demo";
 
@@ -58,11 +58,13 @@ pub struct Server {
 
 /// Starts `package` with `args`, in its own process group (so a terminal's
 /// Ctrl-C reaches only us, and we decide how to stop it), copying its output
-/// with every line prefixed by `[prefix] `.
+/// with every line prefixed by `[prefix] `. `log_level` applies unless
+/// `RUST_LOG` says otherwise.
 pub fn start(
     package: &'static str,
     prefix: &'static str,
     args: &[String],
+    log_level: &str,
 ) -> Result<Server, String> {
     let path = binary(package);
     let mut command = tokio::process::Command::new(&path);
@@ -74,7 +76,7 @@ pub fn start(
         .process_group(0)
         .kill_on_drop(true);
     if std::env::var_os("RUST_LOG").is_none() {
-        command.env("RUST_LOG", "info");
+        command.env("RUST_LOG", log_level);
     }
     let mut child = command
         .spawn()

@@ -1,0 +1,398 @@
+//! `cargo xtask e2e`: both demos in headless Chromium, checked the way a person
+//! would: pages load, messages flow between tabs, Close and Reconnect work,
+//! pages come back after a server restart without losing what the server
+//! kept, and other origins are refused.
+
+mod cdp;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cdp::{Browser, Tab};
+use serde_json::Value;
+
+use crate::servers::{self, SSE, Server, WEBSOCKET};
+
+/// A short tick, so every check sees several.
+const INTERVAL: Duration = Duration::from_millis(300);
+const PATIENCE: Duration = Duration::from_secs(15);
+
+const USAGE: &str = "\
+Usage: cargo xtask e2e [--no-build]
+
+Starts both demo servers on free ports, drives their pages in headless
+Chromium (Debian's chromium package), prints PASS or FAIL for each check, and
+saves screenshots under target/e2e/. Exits non-zero if any check fails.";
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let mut build = true;
+    for arg in args {
+        match arg.as_str() {
+            "--no-build" => build = false,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("unknown option '{other}' (see --help)")),
+        }
+    }
+    if build {
+        servers::build()?;
+    }
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
+    let failed = runtime.block_on(suite())?;
+    if failed == 0 {
+        println!("e2e: every check passed");
+        Ok(())
+    } else {
+        Err(format!("{failed} browser check(s) failed"))
+    }
+}
+
+/// One demo under test.
+struct Demo {
+    name: &'static str,
+    package: &'static str,
+    prefix: &'static str,
+    server: Server,
+    url: String,
+}
+
+impl Demo {
+    async fn start(package: &'static str, prefix: &'static str, port: u16) -> Result<Demo, String> {
+        let args = [
+            "--port".to_owned(),
+            port.to_string(),
+            "--interval".to_owned(),
+            format!("{}ms", INTERVAL.as_millis()),
+        ];
+        let mut server = servers::start(package, prefix, &args, "warn")?;
+        let url = tokio::time::timeout(PATIENCE, &mut server.url)
+            .await
+            .map_err(|_| format!("{package} did not start within {PATIENCE:?}"))?
+            .map_err(|_| {
+                format!(
+                    "{package} stopped before listening: {}",
+                    server.last_error()
+                )
+            })?;
+        let name = if package == WEBSOCKET {
+            "WebSocket"
+        } else {
+            "SSE"
+        };
+        Ok(Demo {
+            name,
+            package,
+            prefix,
+            server,
+            url,
+        })
+    }
+
+    fn port(&self) -> u16 {
+        self.url
+            .trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Stops the server and starts it again on the same port.
+    async fn restart(&mut self) -> Result<(), String> {
+        self.server.stop().await;
+        let port = self.port();
+        *self = Demo::start(self.package, self.prefix, port).await?;
+        Ok(())
+    }
+
+    async fn open_tab(&self, browser: &Browser) -> Result<Tab, String> {
+        let tab = browser.new_tab().await?;
+        tab.goto(&self.url).await?;
+        Ok(tab)
+    }
+}
+
+/// Prints one PASS or FAIL line per check and counts the failures.
+#[derive(Default)]
+struct Report {
+    failed: usize,
+}
+
+impl Report {
+    fn check(&mut self, name: &str, result: Result<(), String>) {
+        match result {
+            Ok(()) => println!("PASS {name}"),
+            Err(why) => {
+                self.failed += 1;
+                println!("FAIL {name}: {why}");
+            }
+        }
+    }
+}
+
+async fn suite() -> Result<usize, String> {
+    let mut demos = [
+        Demo::start(WEBSOCKET, "ws", 0).await?,
+        Demo::start(SSE, "sse", 0).await?,
+    ];
+    let browser = Browser::launch().await?;
+    let mut report = Report::default();
+    let mut first_tabs = Vec::new();
+    for demo in &demos {
+        let tab = demo.open_tab(&browser).await?;
+        let loaded = page_loads(&tab).await;
+        report.check(
+            &format!(
+                "{}: the page loads, opens, greets and ticks without console errors",
+                demo.name
+            ),
+            loaded,
+        );
+        first_tabs.push(tab);
+    }
+    for (demo, tab) in demos.iter().zip(&first_tabs) {
+        let second = demo.open_tab(&browser).await?;
+        let sent = send_reaches_both_tabs(tab, &second).await;
+        report.check(
+            &format!("{}: Send shows Something changed in both tabs", demo.name),
+            sent,
+        );
+        let shot = screenshot(tab, demo.package).await;
+        report.check(&format!("{}: screenshot saved", demo.name), shot);
+        let closed = close_stops_and_reconnect_resumes(&second).await;
+        report.check(
+            &format!(
+                "{}: Close stops the log, Reconnect resumes without a gap",
+                demo.name
+            ),
+            closed,
+        );
+    }
+    for (demo, tab) in demos.iter_mut().zip(&first_tabs) {
+        let restarted = comes_back_after_restart(demo, tab).await;
+        report.check(
+            &format!(
+                "{}: the page reconnects by itself after a server restart",
+                demo.name
+            ),
+            restarted,
+        );
+    }
+    let [ws, sse] = &demos;
+    let refused = other_origins_are_refused(&first_tabs[1], ws, &first_tabs[0], sse).await;
+    report.check("Origins: pages from another origin are refused", refused);
+    for demo in &mut demos {
+        demo.server.stop().await;
+    }
+    Ok(report.failed)
+}
+
+/// The log's entries, as `[kind, text, id]`, for checks written in Rust.
+async fn entries(tab: &Tab) -> Result<Vec<(String, String, Option<String>)>, String> {
+    let value = tab.eval("JSON.stringify(demo.entries)").await?;
+    let entries: Vec<Value> = serde_json::from_str(value.as_str().unwrap_or("[]"))
+        .map_err(|error| format!("demo.entries is not JSON: {error}"))?;
+    Ok(entries
+        .iter()
+        .map(|entry| {
+            let text = |key: &str| entry[key].as_str().map(str::to_owned);
+            (
+                text("kind").unwrap_or_default(),
+                text("text").unwrap_or_default(),
+                text("id"),
+            )
+        })
+        .collect())
+}
+
+/// How many log entries mention `needle`.
+fn count_js(needle: &str) -> String {
+    format!("demo.entries.filter(e => e.text.includes({needle:?})).length")
+}
+
+async fn page_loads(tab: &Tab) -> Result<(), String> {
+    tab.wait_for("the state to be open", "demo.state === 'open'", PATIENCE)
+        .await?;
+    tab.wait_for("Gotcha", &count_js("Gotcha"), PATIENCE)
+        .await?;
+    tab.wait_for("a tick", &count_js("Hello hello!"), PATIENCE)
+        .await?;
+    let shown = tab
+        .eval("document.getElementById('state').textContent")
+        .await?;
+    if shown != "open" {
+        return Err(format!("the state badge shows {shown}"));
+    }
+    let errors = tab.take_errors();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+async fn send_reaches_both_tabs(first: &Tab, second: &Tab) -> Result<(), String> {
+    second
+        .wait_for("the second tab to open", "demo.state === 'open'", PATIENCE)
+        .await?;
+    // Let the greetings each tab sent on opening settle before counting.
+    tokio::time::sleep(INTERVAL * 2).await;
+    let changed = count_js("Something changed");
+    let before = (first.eval(&changed).await?, second.eval(&changed).await?);
+    first
+        .eval("document.getElementById('send').click()")
+        .await?;
+    for (tab, before, which) in [
+        (first, &before.0, "the sending tab"),
+        (second, &before.1, "the other tab"),
+    ] {
+        let grown = format!("{changed} > {before}");
+        tab.wait_for(&format!("Something changed in {which}"), &grown, PATIENCE)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn screenshot(tab: &Tab, package: &str) -> Result<(), String> {
+    tab.wait_for(
+        "a few ticks",
+        &format!("{} >= 3", count_js("Hello hello!")),
+        PATIENCE,
+    )
+    .await?;
+    let path = target_dir().join("e2e").join(format!("{package}.png"));
+    tab.screenshot(&path).await?;
+    println!("     saved {}", path.display());
+    Ok(())
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| servers::root().join("target"))
+}
+
+/// The `seq` of an id `<run>-<seq>`.
+fn seq(id: &str) -> Option<u64> {
+    id.rsplit_once('-')?.1.parse().ok()
+}
+
+async fn close_stops_and_reconnect_resumes(tab: &Tab) -> Result<(), String> {
+    tab.wait_for("a tick with an id", "demo.lastId", PATIENCE)
+        .await?;
+    tab.eval("document.getElementById('close').click()").await?;
+    tab.wait_for(
+        "the state to be closed",
+        "demo.state === 'closed'",
+        PATIENCE,
+    )
+    .await?;
+    let last = tab.eval("demo.lastId").await?;
+    let last = last.as_str().ok_or("no last id")?.to_owned();
+    let length = entries(tab).await?.len();
+    // Nothing may arrive while closed: watch for three intervals.
+    tokio::time::sleep(INTERVAL * 3).await;
+    let now = entries(tab).await?;
+    if now.len() != length {
+        return Err(format!("the log grew while closed: {:?}", &now[length..]));
+    }
+    tab.eval("document.getElementById('reconnect').click()")
+        .await?;
+    tab.wait_for(
+        "the state to be open again",
+        "demo.state === 'open'",
+        PATIENCE,
+    )
+    .await?;
+    // The ticks broadcast while closed are replayed, then live ones follow.
+    let expected = seq(&last).ok_or("a malformed id")? + 4;
+    let caught_up = format!("demo.ids.some(id => Number(id.split('-')[1]) >= {expected})");
+    tab.wait_for("replayed and live ticks", &caught_up, PATIENCE)
+        .await?;
+    let ids = tab.eval("demo.ids").await?;
+    let seqs: Vec<u64> = ids
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|id| id.as_str().and_then(seq))
+        .collect();
+    let after: Vec<u64> = seqs
+        .iter()
+        .copied()
+        .skip_while(|each| Some(*each) != seq(&last))
+        .collect();
+    let consecutive = after.windows(2).all(|pair| pair[1] == pair[0] + 1);
+    if !consecutive {
+        return Err(format!("ids after {last} are not consecutive: {after:?}"));
+    }
+    Ok(())
+}
+
+async fn comes_back_after_restart(demo: &mut Demo, tab: &Tab) -> Result<(), String> {
+    tab.wait_for("the state to be open", "demo.state === 'open'", PATIENCE)
+        .await?;
+    let reconnects = tab.eval("demo.reconnects").await?;
+    demo.restart().await?;
+    tab.wait_for(
+        "the page to notice",
+        "demo.entries.some(e => e.kind === 'error' || e.kind === 'close')",
+        PATIENCE,
+    )
+    .await?;
+    let back = format!("demo.state === 'open' && demo.reconnects > {reconnects}");
+    tab.wait_for("the page to reconnect", &back, PATIENCE)
+        .await?;
+    // Ids from the old run cannot be resumed: the page says what was missed.
+    tab.wait_for(
+        "the missed-messages notice",
+        "demo.entries.some(e => e.kind === 'missed' && e.text.includes('restarted'))",
+        PATIENCE,
+    )
+    .await?;
+    let ticks = count_js("Hello hello!");
+    let before = tab.eval(&ticks).await?;
+    tab.wait_for(
+        "a tick from the new run",
+        &format!("{ticks} > {before}"),
+        PATIENCE,
+    )
+    .await?;
+    Ok(())
+}
+
+async fn other_origins_are_refused(
+    sse_tab: &Tab,
+    ws: &Demo,
+    ws_tab: &Tab,
+    sse: &Demo,
+) -> Result<(), String> {
+    let socket = format!(
+        "new Promise(resolve => {{ const s = new WebSocket('ws://127.0.0.1:{}/'); \
+         s.onopen = () => {{ s.close(); resolve('opened'); }}; s.onerror = () => resolve('refused'); }})",
+        ws.port()
+    );
+    let answer = sse_tab.eval(&socket).await?;
+    if answer != "refused" {
+        return Err(format!(
+            "a WebSocket from the SSE page's origin was {answer}"
+        ));
+    }
+    let post = format!(
+        "fetch('http://127.0.0.1:{}/api', {{ method: 'POST', headers: {{ 'Content-Type': 'application/json' }}, \
+         body: JSON.stringify({{ message: 'cross-site' }}) }}).then(r => 'status ' + r.status, () => 'blocked')",
+        sse.port()
+    );
+    let answer = ws_tab.eval(&post).await?;
+    if answer != "blocked" {
+        return Err(format!(
+            "a POST from the WebSocket page's origin got {answer}"
+        ));
+    }
+    // Those refusals are logged by the browser; they are expected here.
+    sse_tab.take_errors();
+    ws_tab.take_errors();
+    Ok(())
+}
