@@ -41,12 +41,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|error| format!("cannot start the async runtime: {error}"))?;
-    let failed = runtime.block_on(suite())?;
-    if failed == 0 {
-        println!("e2e: every check passed");
+    let report = runtime.block_on(suite())?;
+    println!("e2e: {} passed, {} failed", report.passed, report.failed);
+    if report.failed == 0 {
         Ok(())
     } else {
-        Err(format!("{failed} browser check(s) failed"))
+        Err(format!("{} browser check(s) failed", report.failed))
     }
 }
 
@@ -118,13 +118,17 @@ impl Demo {
 /// Prints one PASS or FAIL line per check and counts the failures.
 #[derive(Default)]
 struct Report {
+    passed: usize,
     failed: usize,
 }
 
 impl Report {
     fn check(&mut self, name: &str, result: Result<(), String>) {
         match result {
-            Ok(()) => println!("PASS {name}"),
+            Ok(()) => {
+                self.passed += 1;
+                println!("PASS {name}");
+            }
             Err(why) => {
                 self.failed += 1;
                 println!("FAIL {name}: {why}");
@@ -133,7 +137,7 @@ impl Report {
     }
 }
 
-async fn suite() -> Result<usize, String> {
+async fn suite() -> Result<Report, String> {
     let mut demos = [
         Demo::start(WEBSOCKET, "ws", 0).await?,
         Demo::start(SSE, "sse", 0).await?,
@@ -187,7 +191,7 @@ async fn suite() -> Result<usize, String> {
     for demo in &mut demos {
         demo.server.stop().await;
     }
-    Ok(report.failed)
+    Ok(report)
 }
 
 /// The log's entries, as `[kind, text, id]`, for checks written in Rust.
