@@ -6,8 +6,9 @@
 //! subscriber whose queue is full is evicted on the spot rather than waited for,
 //! so one stalled client can neither slow the others nor grow memory.
 //!
-//! A backplane (Redis, say) fits in front of [`Hub::publish`]: each instance
-//! would publish to the backplane and feed what comes back into its own hub.
+//! A backplane (Redis, say) feeds the hub through [`Hub::deliver`]: each
+//! instance would publish to the backplane instead of calling [`Hub::publish`],
+//! and deliver what comes back, with the backplane's ids, to its own hub.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -150,13 +151,15 @@ pub struct HubStats {
 }
 
 pub struct Hub {
-    run: u64,
     config: HubConfig,
     state: Mutex<State>,
     pub stats: HubStats,
 }
 
 struct State {
+    /// The run of the newest broadcast: this server's own start, or the run of
+    /// the ids a backplane delivers.
+    run: u64,
     last_seq: u64,
     replay: VecDeque<Arc<Event>>,
     subscribers: HashMap<u64, Subscriber>,
@@ -176,9 +179,9 @@ impl Hub {
             .duration_since(UNIX_EPOCH)
             .map_or(1, |since| since.as_nanos() as u64);
         Arc::new(Hub {
-            run,
             config,
             state: Mutex::new(State {
+                run,
                 last_seq: 0,
                 replay: VecDeque::with_capacity(config.replay),
                 subscribers: HashMap::new(),
@@ -197,14 +200,40 @@ impl Hub {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Broadcasts `message` to every subscriber and keeps it for replay.
+    /// Broadcasts `message` to every subscriber, with the next id of this
+    /// server's run, and keeps it for replay.
     pub fn publish(&self, message: &str) -> EventId {
-        let mut state = self.state();
-        state.last_seq += 1;
+        let state = self.state();
         let id = EventId {
-            run: self.run,
-            seq: state.last_seq,
+            run: state.run,
+            seq: state.last_seq + 1,
         };
+        self.fan_out(state, id, message);
+        id
+    }
+
+    /// Broadcasts `message` with an id assigned elsewhere (by a backplane), as
+    /// [`Hub::publish`] does with its own. Ids must increase within a run; one
+    /// already seen is ignored (a backplane may deliver twice) and `false`
+    /// returned. An id from another run starts that run afresh: what was kept
+    /// from the old one can no longer be resumed.
+    pub fn deliver(&self, id: EventId, message: &str) -> bool {
+        let mut state = self.state();
+        if id.run != state.run {
+            state.run = id.run;
+            state.last_seq = 0;
+            state.replay.clear();
+        } else if id.seq <= state.last_seq {
+            return false;
+        }
+        self.fan_out(state, id, message);
+        true
+    }
+
+    /// Frames `message` once, keeps it, and queues it for every subscriber,
+    /// all under the lock so that every queue sees the same order.
+    fn fan_out(&self, mut state: MutexGuard<'_, State>, id: EventId, message: &str) {
+        state.last_seq = id.seq;
         let event = Arc::new(Event::new(id, message));
         if self.config.replay > 0 {
             if state.replay.len() == self.config.replay {
@@ -239,7 +268,6 @@ impl Hub {
                 .fetch_add(evicted, Ordering::Relaxed);
             log::warn!("Disconnected {evicted} slow client(s): their queue was full");
         }
-        id
     }
 
     /// Adds a subscriber. With `since`, the id of the last broadcast the client
@@ -294,18 +322,25 @@ impl Hub {
         since: &str,
     ) -> Result<VecDeque<Arc<Event>>, MissedReason> {
         let since: EventId = since.parse().map_err(|()| MissedReason::Unknown)?;
-        if since.run != self.run {
+        if since.run != state.run {
             return Err(MissedReason::Restarted);
         }
         if since.seq > state.last_seq {
             return Err(MissedReason::Unknown);
         }
-        let oldest_kept = state.last_seq + 1 - state.replay.len() as u64;
+        // The buffer holds increasing ids; everything after `since` must still
+        // be in it.
+        let oldest_kept = state
+            .replay
+            .front()
+            .map_or(state.last_seq + 1, |event| event.id.seq);
         if since.seq + 1 < oldest_kept {
             return Err(MissedReason::Expired);
         }
-        let skip = (since.seq + 1 - oldest_kept) as usize;
-        Ok(state.replay.iter().skip(skip).cloned().collect())
+        let start = state
+            .replay
+            .partition_point(|event| event.id.seq <= since.seq);
+        Ok(state.replay.range(start..).cloned().collect())
     }
 
     /// Ends every subscription (their streams finish once drained) and refuses
@@ -326,8 +361,9 @@ impl Hub {
 
     /// The id of the newest broadcast, if any.
     pub fn last_id(&self) -> Option<EventId> {
-        let seq = self.state().last_seq;
-        (seq > 0).then_some(EventId { run: self.run, seq })
+        let state = self.state();
+        let (run, seq) = (state.run, state.last_seq);
+        (seq > 0).then_some(EventId { run, seq })
     }
 
     fn unsubscribe(&self, key: u64) {
@@ -436,10 +472,8 @@ mod tests {
         assert_eq!(missed(&first), Some(MissedReason::Expired));
         assert_eq!(missed(&second), None);
         assert_eq!(missed("1-1"), Some(MissedReason::Restarted));
-        assert_eq!(
-            missed(&format!("{:x}-99", hub.run)),
-            Some(MissedReason::Unknown)
-        );
+        let run = hub.last_id().unwrap().run;
+        assert_eq!(missed(&format!("{run:x}-99")), Some(MissedReason::Unknown));
         assert_eq!(missed("garbage"), Some(MissedReason::Unknown));
     }
 
@@ -457,6 +491,36 @@ mod tests {
         assert_eq!(hub.client_count(), 1);
         assert_eq!(hub.stats.slow_disconnects.load(Ordering::Relaxed), 1);
         drop(slow);
+    }
+
+    #[tokio::test]
+    async fn a_backplane_can_deliver_its_own_ids() {
+        let hub = hub(8, 16);
+        let old = hub.publish("local");
+        let id = |seq| EventId { run: 0xb0b, seq };
+        let mut sub = hub.subscribe(None, CancellationToken::new()).unwrap();
+        assert!(hub.deliver(id(10), "from the backplane"));
+        assert!(hub.deliver(id(12), "a gap is fine"));
+        assert!(!hub.deliver(id(12), "twice"), "duplicates are dropped");
+        assert!(!hub.deliver(id(11), "late"), "ids only go forward");
+        assert_eq!(drain(&mut sub, 2).await, vec![10, 12]);
+        assert_eq!(hub.last_id(), Some(id(12)));
+        assert_eq!(hub.publish("local again"), id(13));
+        let resumed = hub
+            .subscribe(Some("b0b-10"), CancellationToken::new())
+            .unwrap();
+        assert_eq!(resumed.missed, None);
+        assert_eq!(
+            resumed.backlog.iter().map(|e| e.id.seq).collect::<Vec<_>>(),
+            vec![12, 13]
+        );
+        let missed = hub
+            .subscribe(Some(&old.to_string()), CancellationToken::new())
+            .unwrap();
+        assert_eq!(
+            missed.missed.as_ref().map(|m| m.reason),
+            Some(MissedReason::Restarted)
+        );
     }
 
     #[test]

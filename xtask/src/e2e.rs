@@ -339,13 +339,12 @@ async fn comes_back_after_restart(demo: &mut Demo, tab: &Tab) -> Result<(), Stri
     tab.wait_for("the state to be open", "demo.state === 'open'", PATIENCE)
         .await?;
     let reconnects = tab.eval("demo.reconnects").await?;
+    let troubles = "demo.entries.filter(e => e.kind === 'error' || e.kind === 'close').length";
+    let before = tab.eval(troubles).await?;
     demo.restart().await?;
-    tab.wait_for(
-        "the page to notice",
-        "demo.entries.some(e => e.kind === 'error' || e.kind === 'close')",
-        PATIENCE,
-    )
-    .await?;
+    let noticed = format!("{troubles} > {before}");
+    tab.wait_for("the page to notice", &noticed, PATIENCE)
+        .await?;
     let back = format!("demo.state === 'open' && demo.reconnects > {reconnects}");
     tab.wait_for("the page to reconnect", &back, PATIENCE)
         .await?;
