@@ -71,8 +71,7 @@ pub(crate) async fn run(
         bucket: TokenBucket::new(context.config.rate, context.config.burst),
         strikes: 0,
     };
-    let started = Instant::now();
-    let last_heard = AtomicU64::new(0);
+    let liveness = Liveness::new();
 
     let mut opening = vec![Message::Text(Utf8Bytes::from_static(GOTCHA_JSON))];
     if let Some(missed) = &subscription.missed {
@@ -82,8 +81,8 @@ pub(crate) async fn run(
         biased;
         () = context.shutdown.cancelled() => End::Shutdown,
         () = evicted.cancelled() => End::Slow,
-        end = write(&mut sink, opening, &mut subscription, &mut pending_replies, &context, started, &last_heard) => end,
-        end = reader.run(&mut stream, started, &last_heard) => end,
+        end = write(&mut sink, opening, &mut subscription, &mut pending_replies, &context, &liveness) => end,
+        end = reader.run(&mut stream, &liveness) => end,
     };
     drop(subscription);
 
@@ -151,8 +150,7 @@ async fn write(
     subscription: &mut Subscription,
     replies: &mut mpsc::Receiver<Message>,
     context: &Context,
-    started: Instant,
-    last_heard: &AtomicU64,
+    liveness: &Liveness,
 ) -> End {
     for message in opening {
         if sink.send(message).await.is_err() {
@@ -172,8 +170,7 @@ async fn write(
                 None => std::future::pending().await,
             },
             _ = pings.tick() => {
-                let silent = started.elapsed().as_millis() as u64 - last_heard.load(Ordering::Relaxed);
-                if silent > 2 * every.as_millis() as u64 {
+                if liveness.silent_for() > 2 * every {
                     return End::Unresponsive;
                 }
                 Message::Ping(Default::default())
@@ -182,6 +179,33 @@ async fn write(
         if sink.send(message).await.is_err() {
             return End::Gone;
         }
+    }
+}
+
+/// When the client was last heard from: the reader notes every frame, the
+/// writer checks before each ping.
+struct Liveness {
+    started: Instant,
+    /// Milliseconds after `started`.
+    last_heard: AtomicU64,
+}
+
+impl Liveness {
+    fn new() -> Liveness {
+        Liveness {
+            started: Instant::now(),
+            last_heard: AtomicU64::new(0),
+        }
+    }
+
+    fn heard(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last_heard.store(now, Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let now = self.started.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.last_heard.load(Ordering::Relaxed)))
     }
 }
 
@@ -196,9 +220,9 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    async fn run(mut self, stream: &mut Stream, started: Instant, last_heard: &AtomicU64) -> End {
+    async fn run(mut self, stream: &mut Stream, liveness: &Liveness) -> End {
         while let Some(message) = stream.next().await {
-            last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            liveness.heard();
             return match message {
                 Ok(Message::Text(text)) => match self.receive(&text) {
                     Ok(()) => continue,
