@@ -175,15 +175,34 @@ impl Server {
     }
 }
 
-async fn accept_loop<S>(listener: TcpListener, service: S, context: Context)
-where
-    S: Service<http::Request<Incoming>, Response = warp::reply::Response, Error = Infallible>
-        + Clone
+/// The warp routes as a hyper service, shared by every connection.
+trait Routes:
+    Service<
+        http::Request<Incoming>,
+        Response = warp::reply::Response,
+        Error = Infallible,
+        Future: Send,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> Routes for S where
+    S: Service<
+            http::Request<Incoming>,
+            Response = warp::reply::Response,
+            Error = Infallible,
+            Future: Send,
+        > + Clone
         + Send
         + Sync
-        + 'static,
-    S::Future: Send,
+        + 'static
 {
+}
+
+async fn accept_loop(listener: TcpListener, service: impl Routes, context: Context) {
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -203,15 +222,12 @@ where
     }
 }
 
-async fn serve_connection<S>(stream: TcpStream, peer: SocketAddr, service: S, context: Context)
-where
-    S: Service<http::Request<Incoming>, Response = warp::reply::Response, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send,
-{
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: impl Routes,
+    context: Context,
+) {
     let _ = stream.set_nodelay(true);
     let conn = Conn {
         peer,
