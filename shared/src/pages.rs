@@ -1,35 +1,61 @@
 //! The demo pages, embedded in each binary so it runs from any directory.
+//!
+//! Both pages share one layout, style sheet and script (state, counters, log);
+//! each demo brings its title, its two-line explanation and its client script.
 
+use bytes::Bytes;
+use warp::http::HeaderValue;
 use warp::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use warp::{Filter, Rejection, Reply};
+use warp::reply::Response;
+use warp::{Filter, Rejection};
 
-/// One page's files: the HTML and its script.
+/// What one demo's page adds to the shared layout.
 #[derive(Debug, Clone, Copy)]
 pub struct Page {
-    pub html: &'static str,
+    pub title: &'static str,
+    /// The explanation under the title; HTML (the demo's own, never user input).
+    pub intro: &'static str,
+    /// The client script, served as `/client.js`.
     pub script: &'static str,
 }
 
-/// The style sheet and script both pages share.
+const LAYOUT: &str = include_str!("../static/index.html");
 const STYLE: &str = include_str!("../static/style.css");
 const COMMON_SCRIPT: &str = include_str!("../static/common.js");
 
+impl Page {
+    /// The page's HTML: the shared layout with this demo's title and intro.
+    pub fn html(&self) -> String {
+        LAYOUT
+            .replace("{{title}}", self.title)
+            .replace("{{intro}}", self.intro)
+    }
+}
+
 /// `GET /`, `GET /client.js`, `GET /common.js` and `GET /style.css`.
-pub fn routes(page: Page) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let file = |content: &'static str, content_type: &'static str| {
+pub fn routes(page: Page) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let html = Bytes::from(page.html());
+    let file = |content: Bytes, content_type: &'static str| {
         move || {
-            warp::reply::with_header(
-                warp::reply::with_header(content, CONTENT_TYPE, content_type),
-                CACHE_CONTROL,
-                "no-cache",
-            )
+            let mut response = Response::new(content.clone().into());
+            let headers = response.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            response
         }
     };
-    let index = warp::path::end().map(file(page.html, "text/html; charset=utf-8"));
-    let script = warp::path!("client.js").map(file(page.script, "text/javascript; charset=utf-8"));
-    let common =
-        warp::path!("common.js").map(file(COMMON_SCRIPT, "text/javascript; charset=utf-8"));
-    let style = warp::path!("style.css").map(file(STYLE, "text/css; charset=utf-8"));
+    let javascript = "text/javascript; charset=utf-8";
+    let index = warp::path::end().map(file(html, "text/html; charset=utf-8"));
+    let script =
+        warp::path!("client.js").map(file(Bytes::from_static(page.script.as_bytes()), javascript));
+    let common = warp::path!("common.js").map(file(
+        Bytes::from_static(COMMON_SCRIPT.as_bytes()),
+        javascript,
+    ));
+    let style = warp::path!("style.css").map(file(
+        Bytes::from_static(STYLE.as_bytes()),
+        "text/css; charset=utf-8",
+    ));
     warp::get().and(
         index
             .or(script)
@@ -39,4 +65,23 @@ pub fn routes(page: Page) -> impl Filter<Extract = (impl Reply,), Error = Reject
             .or(style)
             .unify(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_layout_takes_the_title_and_intro() {
+        let page = Page {
+            title: "Demo",
+            intro: "Hello <code>x</code>",
+            script: "",
+        };
+        let html = page.html();
+        assert!(html.contains("<title>Demo</title>"));
+        assert!(html.contains("<h1>Demo</h1>"));
+        assert!(html.contains("<p>Hello <code>x</code></p>"));
+        assert!(!html.contains("{{"));
+    }
 }
