@@ -246,7 +246,8 @@ async fn allowed_origins_get_cors_headers() {
 
 #[tokio::test]
 async fn a_flood_of_posts_gets_429_with_retry_after() {
-    let server = start(&["--interval", "150ms", "--rate", "1", "--burst", "5"]).await;
+    // One token every 10 s: only the burst of 5 gets through, however slow the run.
+    let server = start(&["--interval", "150ms", "--rate", "0.1", "--burst", "5"]).await;
     let mut watcher = Stream::open(server.addr).await;
     let mut statuses = Vec::new();
     let mut retry_after = None;
@@ -260,16 +261,14 @@ async fn a_flood_of_posts_gets_429_with_retry_after() {
         statuses.push(response.status);
     }
     let passed = statuses.iter().filter(|status| **status == 200).count();
-    assert!((5..=6).contains(&passed), "{statuses:?}");
-    assert_eq!(
-        statuses.iter().filter(|status| **status == 429).count(),
-        12 - passed
+    assert_eq!(passed, 5, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|status| **status == 429).count(), 7);
+    let retry_after: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!(
+        (1..=10).contains(&retry_after),
+        "Retry-After: {retry_after}"
     );
-    assert_eq!(retry_after.as_deref(), Some("1"));
-    assert_eq!(
-        server.rejections().rate_limited.load(Ordering::Relaxed),
-        12 - passed as u64
-    );
+    assert_eq!(server.rejections().rate_limited.load(Ordering::Relaxed), 7);
     // Exactly the accepted posts were broadcast, and the ticks carry on.
     let mut changed = 0;
     while changed < passed {

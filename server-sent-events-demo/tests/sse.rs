@@ -385,7 +385,16 @@ async fn resuming_replays_exactly_what_was_missed_then_live_events() {
 #[tokio::test]
 async fn streams_dropping_at_random_points_of_a_burst_miss_nothing() {
     const BURST: u64 = 2000;
-    let server = start(&["--interval", "60m", "--replay", "4096"]).await;
+    // Room for the whole burst, so this test is about resuming, not slowness.
+    let server = start(&[
+        "--interval",
+        "60m",
+        "--replay",
+        "4096",
+        "--client-queue",
+        "4096",
+    ])
+    .await;
     let random = Random::from_clock();
     let mut readers = Vec::new();
     for reader_index in 0..6 {
