@@ -390,6 +390,14 @@ impl Subscription {
             None => self.receiver.recv().await,
         }
     }
+
+    /// The next broadcast if one is waiting, without waiting: lets a writer
+    /// that fell behind send several before one flush.
+    pub fn try_next(&mut self) -> Option<Arc<Event>> {
+        self.backlog
+            .pop_front()
+            .or_else(|| self.receiver.try_recv().ok())
+    }
 }
 
 impl Drop for Subscription {

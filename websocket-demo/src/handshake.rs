@@ -121,7 +121,12 @@ fn accept(
         Err(error) => return refuse_subscription(context, &conn, error),
     };
 
+    // tungstenite's default 128 KiB read buffer per connection is most of a
+    // connection's memory; client messages are small, and the buffer grows
+    // when one is not. Writes go out as they come (the session flushes each).
     let socket_config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
         .max_message_size(Some(context.config.max_message))
         .max_frame_size(Some(context.config.max_message));
     let session_context = context.clone();

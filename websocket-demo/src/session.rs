@@ -176,11 +176,25 @@ async fn write(
                 Message::Ping(Default::default())
             }
         };
-        if sink.send(message).await.is_err() {
+        // Whatever else is already waiting goes out with it, in one flush.
+        let sent = async {
+            sink.feed(message).await?;
+            for _ in 1..MAX_BATCH {
+                let Some(event) = subscription.try_next() else {
+                    break;
+                };
+                sink.feed(Message::Text(event.json.clone())).await?;
+            }
+            sink.flush().await
+        };
+        if sent.await.is_err() {
             return End::Gone;
         }
     }
 }
+
+/// Most messages written before one flush.
+const MAX_BATCH: usize = 64;
 
 /// When the client was last heard from: the reader notes every frame, the
 /// writer checks before each ping.
