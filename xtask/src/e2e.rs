@@ -11,7 +11,7 @@ use std::time::Duration;
 use cdp::{Browser, Tab};
 use serde_json::Value;
 
-use crate::servers::{self, SSE, Server, WEBSOCKET};
+use crate::servers::{self, Profile, SSE, Server, WEBSOCKET};
 
 /// A short tick, so every check sees several.
 const INTERVAL: Duration = Duration::from_millis(300);
@@ -37,7 +37,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
     }
     if build {
-        servers::build()?;
+        servers::build(Profile::Debug)?;
     }
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|error| format!("cannot start the async runtime: {error}"))?;
@@ -67,7 +67,7 @@ impl Demo {
             "--interval".to_owned(),
             format!("{}ms", INTERVAL.as_millis()),
         ];
-        let mut server = servers::start(package, prefix, &args, "warn")?;
+        let mut server = servers::start(package, prefix, &args, "warn", Profile::Debug)?;
         let url = tokio::time::timeout(PATIENCE, &mut server.url)
             .await
             .map_err(|_| format!("{package} did not start within {PATIENCE:?}"))?

@@ -1,5 +1,6 @@
 //! The project's tasks, run as `cargo xtask <task>` (see `.cargo/config.toml`).
 
+mod bench;
 mod e2e;
 mod serve_all;
 mod servers;
@@ -11,13 +12,15 @@ Usage: cargo xtask <task> [OPTIONS]
 
 Tasks:
   serve-all   run both demo servers together (--help for its options)
-  e2e         check both demo pages in headless Chromium";
+  e2e         check both demo pages in headless Chromium
+  bench       measure both servers with many clients (--help for its options)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("serve-all") => serve_all::run(&args[1..]),
         Some("e2e") => e2e::run(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         None | Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::servers::{self, SSE, Server, WEBSOCKET};
+use crate::servers::{self, Profile, SSE, Server, WEBSOCKET};
 
 const USAGE: &str = "\
 Usage: cargo xtask serve-all [OPTIONS]
@@ -82,7 +82,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         return Ok(());
     };
     if options.build {
-        servers::build()?;
+        servers::build(Profile::Debug)?;
     }
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|error| format!("cannot start the async runtime: {error}"))?;
@@ -95,9 +95,15 @@ async fn serve(options: &Options) -> Result<(), String> {
         "ws",
         &options.server_args(&options.ws_port),
         "info",
+        Profile::Debug,
     )?;
-    let mut sse = match servers::start(SSE, "sse", &options.server_args(&options.sse_port), "info")
-    {
+    let mut sse = match servers::start(
+        SSE,
+        "sse",
+        &options.server_args(&options.sse_port),
+        "info",
+        Profile::Debug,
+    ) {
         Ok(sse) => sse,
         Err(error) => {
             ws.stop().await;

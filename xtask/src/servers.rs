@@ -22,11 +22,23 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
+/// Which build of the servers to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Debug,
+    Release,
+}
+
 /// `cargo build` of both servers, once.
-pub fn build() -> Result<(), String> {
-    let status = Command::new(cargo())
+pub fn build(profile: Profile) -> Result<(), String> {
+    let mut command = Command::new(cargo());
+    command
         .current_dir(root())
-        .args(["build", "--package", WEBSOCKET, "--package", SSE])
+        .args(["build", "--package", WEBSOCKET, "--package", SSE]);
+    if profile == Profile::Release {
+        command.arg("--release");
+    }
+    let status = command
         .status()
         .map_err(|error| format!("cannot run cargo: {error}"))?;
     if status.success() {
@@ -37,12 +49,16 @@ pub fn build() -> Result<(), String> {
 }
 
 /// Where `cargo build` put a server's binary.
-pub fn binary(package: &str) -> PathBuf {
+pub fn binary(package: &str, profile: Profile) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
+    let folder = match profile {
+        Profile::Debug => "debug",
+        Profile::Release => "release",
+    };
     target
-        .join("debug")
+        .join(folder)
         .join(format!("{package}{}", std::env::consts::EXE_SUFFIX))
 }
 
@@ -65,8 +81,9 @@ pub fn start(
     prefix: &'static str,
     args: &[String],
     log_level: &str,
+    profile: Profile,
 ) -> Result<Server, String> {
-    let path = binary(package);
+    let path = binary(package, profile);
     let mut command = tokio::process::Command::new(&path);
     command
         .args(args)
