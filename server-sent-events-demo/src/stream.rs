@@ -113,7 +113,7 @@ impl Client {
         }
         tokio::select! {
             event = self.subscription.next() => event.map(|event| event.sse.clone()),
-            _ = self.heartbeat.tick() => Some(Bytes::from_static(b": keep-alive\n\n")),
+            _ = self.heartbeat.tick() => Some(sse::KEEP_ALIVE),
         }
     }
 }

@@ -25,18 +25,9 @@ pub fn event(name: Option<&str>, id: Option<&str>, data: &str) -> Bytes {
     Bytes::from(out)
 }
 
-/// A comment line: ignored by `EventSource`, but it keeps proxies from closing
-/// an idle stream.
-pub fn comment(text: &str) -> Bytes {
-    let mut out = String::new();
-    for line in lines(text) {
-        out.push_str(": ");
-        out.push_str(line);
-        out.push('\n');
-    }
-    out.push('\n');
-    Bytes::from(out)
-}
+/// The heartbeat: a comment line, which `EventSource` ignores but which keeps
+/// proxies from closing an idle stream.
+pub const KEEP_ALIVE: Bytes = Bytes::from_static(b": keep-alive\n\n");
 
 /// How long the browser waits before it reconnects a dropped stream.
 pub fn retry(after: Duration) -> Bytes {
@@ -89,8 +80,7 @@ mod tests {
     }
 
     #[test]
-    fn comments_and_retry() {
-        assert_eq!(comment("keep-alive"), ": keep-alive\n\n");
+    fn retry_is_in_milliseconds() {
         assert_eq!(retry(Duration::from_secs(2)), "retry: 2000\n\n");
     }
 }
