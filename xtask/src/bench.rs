@@ -300,35 +300,32 @@ async fn sse_client(
     let mut line = String::new();
     // Up to the greeting: the head, `retry:`, then `data: {"message":"Gotcha"}`.
     while !line.contains("Gotcha") {
-        line.clear();
-        if reader
-            .read_line(&mut line)
-            .await
-            .map_err(|error| error.to_string())?
-            == 0
-        {
-            return Err("closed before the greeting".into());
-        }
+        next_line(&mut reader, &mut line).await?;
     }
     drop(permit);
     let _ = ready.send(()).await;
     let mut latencies = Vec::with_capacity(messages as usize);
     while latencies.len() < messages as usize {
-        line.clear();
-        if reader
-            .read_line(&mut line)
-            .await
-            .map_err(|error| error.to_string())?
-            == 0
-        {
-            return Err("the stream ended".into());
-        }
+        next_line(&mut reader, &mut line).await?;
         if let Some(id) = line.strip_prefix("id: ") {
             let id = seq(id).ok_or_else(|| format!("bad id line {line:?}"))?;
             latencies.push(latency(sent, id)?);
         }
     }
     Ok((latencies, Instant::now()))
+}
+
+/// Reads the next line into `line`; the end of the stream is an error.
+async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut String,
+) -> Result<(), String> {
+    line.clear();
+    match reader.read_line(line).await {
+        Ok(0) => Err("the server closed the connection".into()),
+        Ok(_) => Ok(()),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 /// Sends the messages at the chosen rate: over a WebSocket, or as POSTs.
@@ -379,15 +376,7 @@ async fn send_messages(
             let mut line = String::new();
             let mut length = 0;
             loop {
-                line.clear();
-                if reader
-                    .read_line(&mut line)
-                    .await
-                    .map_err(|error| error.to_string())?
-                    == 0
-                {
-                    return Err("sender: the server closed the connection".into());
-                }
+                next_line(&mut reader, &mut line).await?;
                 let lower = line.to_ascii_lowercase();
                 if let Some(value) = lower.strip_prefix("content-length:") {
                     length = value.trim().parse().unwrap_or(0);
