@@ -62,10 +62,7 @@ pub struct Context {
 pub struct Server {
     pub addr: SocketAddr,
     pub hub: Arc<Hub>,
-    rejections: Arc<Rejections>,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
-    shutdown_timeout: Duration,
+    context: Context,
 }
 
 /// Binding failed; the message names the address and the cause.
@@ -128,35 +125,28 @@ impl Server {
         context
             .tasks
             .spawn(accept_loop(listener, service, context.clone()));
-        Ok(Server {
-            addr,
-            hub,
-            rejections: context.rejections,
-            shutdown: context.shutdown,
-            tasks: context.tasks,
-            shutdown_timeout: context.config.shutdown_timeout,
-        })
+        Ok(Server { addr, hub, context })
     }
 
     /// Counts of what the server refused.
     pub fn rejections(&self) -> &Rejections {
-        &self.rejections
+        &self.context.rejections
     }
 
     /// Begins a graceful shutdown: stop accepting, end every stream, tell every
     /// WebSocket client the server is going away.
     pub fn shutdown(&self) {
-        self.shutdown.cancel();
+        self.context.shutdown.cancel();
         self.hub.close();
     }
 
     /// Waits for every connection and task to finish, at most the shutdown
     /// timeout. Returns false if some did not finish in time.
     pub async fn stopped(&self) -> bool {
-        self.tasks.close();
-        tokio::time::timeout(self.shutdown_timeout, self.tasks.wait())
-            .await
-            .is_ok()
+        let tasks = &self.context.tasks;
+        tasks.close();
+        let limit = self.context.config.shutdown_timeout;
+        tokio::time::timeout(limit, tasks.wait()).await.is_ok()
     }
 
     /// Runs until Ctrl-C or SIGTERM, then shuts down.
@@ -169,7 +159,7 @@ impl Server {
         } else {
             log::warn!(
                 "Some connections did not finish within {:?}; stopping anyway",
-                self.shutdown_timeout
+                self.context.config.shutdown_timeout
             );
         }
     }
