@@ -123,7 +123,7 @@ fn accept(
 
     // tungstenite's default 128 KiB read buffer per connection is most of a
     // connection's memory; client messages are small, and the buffer grows
-    // when one is not. Writes go out as they come (the session flushes each).
+    // when one is not. Writes go out when the session flushes a batch.
     let socket_config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0)

@@ -109,6 +109,16 @@ async fn a_message_reaches_every_client_as_something_changed() {
 }
 
 #[tokio::test]
+async fn a_message_near_the_size_limit_is_taken() {
+    let server = start(&["--interval", "60m"]).await;
+    let mut client = connect_and_greet(server.addr, "").await;
+    // Far more than the 4 KiB read buffer, within the 64 KiB limit.
+    let big = json!({ "message": "x".repeat(60 * 1024) }).to_string();
+    client.send(Message::text(big)).await.unwrap();
+    assert_eq!(next_json(&mut client).await["message"], "Something changed");
+}
+
+#[tokio::test]
 async fn closed_clients_leave_the_hub() {
     let server = start(&["--interval", "60m"]).await;
     let mut clients = Vec::new();
