@@ -314,7 +314,8 @@ where
     let config = match Config::parse(defaults, std::env::args_os()) {
         Parsed::Run(config) => config,
         Parsed::Print(text) => {
-            print!("{text}");
+            // Ignore a closed pipe (`--help | head`): nothing is left to tell.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
             return ExitCode::SUCCESS;
         }
         Parsed::Error(line) => {
@@ -339,7 +340,8 @@ where
         match Server::start(config, routes).await {
             Ok(server) => {
                 // On stdout, whatever RUST_LOG says: people and `cargo xtask serve-all` look for it.
-                println!("{} listening on http://{}/", defaults.name, server.addr);
+                let line = format!("{} listening on http://{}/\n", defaults.name, server.addr);
+                let _ = std::io::Write::write_all(&mut std::io::stdout(), line.as_bytes());
                 server.run_until_signal().await;
                 ExitCode::SUCCESS
             }

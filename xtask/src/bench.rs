@@ -82,7 +82,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
 
 pub fn run(args: &[String]) -> Result<(), String> {
     let Some(options) = parse(args)? else {
-        println!("{USAGE}");
+        say!("{USAGE}");
         return Ok(());
     };
     if options.build {
@@ -170,7 +170,7 @@ async fn bench(package: &'static str, options: &Options) -> Result<(), String> {
             ticks.tick().await;
             let received = RECEIVED.load(std::sync::atomic::Ordering::Relaxed);
             let after = sending.elapsed().as_secs_f64();
-            println!("  ... {received} of {expected} deliveries after {after:.0} s");
+            say!("  ... {received} of {expected} deliveries after {after:.0} s");
         }
     });
     let sender = send_messages(package, addr, options, sent.clone());
@@ -199,31 +199,31 @@ async fn bench(package: &'static str, options: &Options) -> Result<(), String> {
         format!("{:.2} ms", latencies[index].as_secs_f64() * 1000.0)
     };
     let per_client = after.saturating_sub(before) as f64 / options.clients as f64;
-    println!("{package}:");
-    println!(
+    say!("{package}:");
+    say!(
         "  {} clients connected in {:.2} s ({:.0} a second)",
         options.clients,
         connected_in.as_secs_f64(),
         options.clients as f64 / connected_in.as_secs_f64()
     );
-    println!(
+    say!(
         "  server memory: {:.1} MiB before, {:.1} MiB with every client: {:.1} KiB per connection",
         before as f64 / 1048576.0,
         after as f64 / 1048576.0,
         per_client / 1024.0
     );
-    println!(
+    say!(
         "  {} broadcasts at {}/s: {delivered} deliveries in {elapsed:.2} s = {:.0} deliveries a second",
         options.messages,
         options.rate,
         delivered as f64 / elapsed
     );
-    println!(
+    say!(
         "  server CPU time from connecting to the last receipt: {server_cpu:.2} s \
          ({:.1} µs a delivery, connecting included)",
         server_cpu * 1e6 / delivered.max(1) as f64
     );
-    println!(
+    say!(
         "  latency from send to receipt: p50 {}, p90 {}, p99 {}, max {}",
         percentile(0.50),
         percentile(0.90),

@@ -30,7 +30,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         match arg.as_str() {
             "--no-build" => build = false,
             "-h" | "--help" => {
-                println!("{USAGE}");
+                say!("{USAGE}");
                 return Ok(());
             }
             other => return Err(format!("unknown option '{other}' (see --help)")),
@@ -42,7 +42,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|error| format!("cannot start the async runtime: {error}"))?;
     let report = runtime.block_on(suite())?;
-    println!("e2e: {} passed, {} failed", report.passed, report.failed);
+    say!("e2e: {} passed, {} failed", report.passed, report.failed);
     if report.failed == 0 {
         Ok(())
     } else {
@@ -127,11 +127,11 @@ impl Report {
         match result {
             Ok(()) => {
                 self.passed += 1;
-                println!("PASS {name}");
+                say!("PASS {name}");
             }
             Err(why) => {
                 self.failed += 1;
-                println!("FAIL {name}: {why}");
+                say!("FAIL {name}: {why}");
             }
         }
     }
@@ -269,7 +269,7 @@ async fn screenshot(tab: &Tab, package: &str) -> Result<(), String> {
     .await?;
     let path = target_dir().join("e2e").join(format!("{package}.png"));
     tab.screenshot(&path).await?;
-    println!("     saved {}", path.display());
+    say!("     saved {}", path.display());
     Ok(())
 }
 

@@ -1,5 +1,13 @@
 //! The project's tasks, run as `cargo xtask <task>` (see `.cargo/config.toml`).
 
+/// `println!` that ignores a closed stdout (`cargo xtask ... | head`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod bench;
 mod e2e;
 mod serve_all;
@@ -22,7 +30,7 @@ fn main() -> ExitCode {
         Some("e2e") => e2e::run(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         None | Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
+            say!("{USAGE}");
             Ok(())
         }
         Some(other) => Err(format!("unknown task '{other}'\n{USAGE}")),

@@ -78,7 +78,7 @@ fn port(text: String) -> Result<String, String> {
 
 pub fn run(args: &[String]) -> Result<(), String> {
     let Some(options) = Options::parse(args)? else {
-        println!("{USAGE}");
+        say!("{USAGE}");
         return Ok(());
     };
     if options.build {
@@ -114,17 +114,17 @@ async fn serve(options: &Options) -> Result<(), String> {
         let ws_url = (&mut ws.url).await;
         let sse_url = (&mut sse.url).await;
         if let (Ok(ws_url), Ok(sse_url)) = (ws_url, sse_url) {
-            println!("[xtask] WebSocket demo:          {ws_url}");
-            println!("[xtask] Server-Sent Events demo: {sse_url}");
-            println!("[xtask] Open them in a browser; Ctrl-C stops both.");
+            say!("[xtask] WebSocket demo:          {ws_url}");
+            say!("[xtask] Server-Sent Events demo: {sse_url}");
+            say!("[xtask] Open them in a browser; Ctrl-C stops both.");
         }
         std::future::pending::<()>().await;
     };
     tokio::select! {
         signal = signal() => {
-            println!("[xtask] {signal}: stopping both servers");
+            say!("[xtask] {signal}: stopping both servers");
             tokio::join!(ws.stop(), sse.stop());
-            println!("[xtask] Both servers stopped");
+            say!("[xtask] Both servers stopped");
             Ok(())
         }
         status = ws.child.wait() => failed(describe(status), &ws, &mut sse).await,
