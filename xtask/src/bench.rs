@@ -85,6 +85,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         say!("{USAGE}");
         return Ok(());
     };
+    allow_open_files(options.clients)?;
     if options.build {
         servers::build(Profile::Release)?;
     }
@@ -94,6 +95,29 @@ pub fn run(args: &[String]) -> Result<(), String> {
         runtime.block_on(bench(package, &options))?;
     }
     Ok(())
+}
+
+/// Every client holds a file descriptor here and one in the server, which
+/// inherits this process's limits: raise them to fit, or say why they cannot be.
+fn allow_open_files(clients: usize) -> Result<(), String> {
+    use rlimit::Resource;
+    let needed = clients as u64 + 100;
+    let (soft, hard) = rlimit::getrlimit(Resource::NOFILE)
+        .map_err(|error| format!("cannot read the open file limit: {error}"))?;
+    if soft >= needed {
+        return Ok(());
+    }
+    // Raising the hard limit takes privileges; the soft one may go up to it.
+    let raised = hard < needed && rlimit::setrlimit(Resource::NOFILE, needed, needed).is_ok();
+    let hard = if raised { needed } else { hard };
+    if hard < needed {
+        return Err(format!(
+            "{clients} clients need {needed} open files, but the limit is {hard}: \
+             raise it (ulimit -Hn) or use fewer --clients"
+        ));
+    }
+    rlimit::setrlimit(Resource::NOFILE, needed, hard)
+        .map_err(|error| format!("cannot raise the open file limit: {error}"))
 }
 
 /// When each message was sent, by sequence number (1-based).
@@ -137,6 +161,7 @@ async fn bench(package: &'static str, options: &Options) -> Result<(), String> {
     let started = Instant::now();
     let connecting = Arc::new(Semaphore::new(256));
     let mut clients = Vec::with_capacity(options.clients);
+    // Each client says once whether it connected; a failure ends the wait at once.
     let (ready, mut readies) = tokio::sync::mpsc::channel(options.clients.max(1));
     for _ in 0..options.clients {
         let (connecting, ready, sent) = (connecting.clone(), ready.clone(), sent.clone());
@@ -144,18 +169,25 @@ async fn bench(package: &'static str, options: &Options) -> Result<(), String> {
         let sse = package == SSE;
         clients.push(tokio::spawn(async move {
             let permit = connecting.acquire_owned().await;
-            let result = if sse {
-                sse_client(addr, messages, &sent, permit, ready).await
-            } else {
-                websocket_client(addr, messages, &sent, permit, ready).await
+            let connected = TcpStream::connect(addr).await;
+            let measured = match connected.map_err(|error| format!("connect: {error}")) {
+                Ok(stream) if sse => sse_client(stream, messages, &sent, permit, &ready).await,
+                Ok(stream) => websocket_client(stream, messages, &sent, permit, &ready).await,
+                Err(error) => Err(error),
             };
-            result.map_err(|error| error.to_string())
+            if let Err(error) = &measured {
+                // Ends the wait for connections, if it is still waiting.
+                let _ = ready.try_send(Err(error.clone()));
+            }
+            measured
         }));
     }
     for _ in 0..options.clients {
-        timeout(LIMIT, readies.recv())
-            .await
-            .map_err(|_| "clients did not all connect in time".to_owned())?;
+        match timeout(LIMIT, readies.recv()).await {
+            Ok(Some(Ok(()))) => {}
+            Ok(Some(Err(error))) => return Err(format!("a client could not connect: {error}")),
+            Ok(None) | Err(_) => return Err("clients did not all connect in time".into()),
+        }
     }
     let connected_in = started.elapsed();
     let after = resident_bytes(pid);
@@ -249,19 +281,24 @@ fn latency(sent: &SendTimes, seq: usize) -> Result<Duration, String> {
     Ok(at.elapsed())
 }
 
+/// Tells the benchmark a client is connected and greeted, or why it is not.
+type Ready = tokio::sync::mpsc::Sender<Result<(), String>>;
+type Permit = Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError>;
+
 async fn websocket_client(
-    addr: SocketAddr,
+    stream: TcpStream,
     messages: u64,
     sent: &SendTimes,
-    permit: Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError>,
-    ready: tokio::sync::mpsc::Sender<()>,
+    permit: Permit,
+    ready: &Ready,
 ) -> Measured {
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
+    let addr = stream.peer_addr().map_err(|error| error.to_string())?;
+    let (mut socket, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
         .await
-        .map_err(|error| format!("connect: {error}"))?;
+        .map_err(|error| format!("handshake: {error}"))?;
     let _greeting = socket.next().await;
     drop(permit);
-    let _ = ready.send(()).await;
+    let _ = ready.send(Ok(())).await;
     let mut latencies = Vec::with_capacity(messages as usize);
     while latencies.len() < messages as usize {
         let message = socket
@@ -283,15 +320,12 @@ async fn websocket_client(
 }
 
 async fn sse_client(
-    addr: SocketAddr,
+    mut stream: TcpStream,
     messages: u64,
     sent: &SendTimes,
-    permit: Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError>,
-    ready: tokio::sync::mpsc::Sender<()>,
+    permit: Permit,
+    ready: &Ready,
 ) -> Measured {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(|error| format!("connect: {error}"))?;
     stream
         .write_all(b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
@@ -303,7 +337,7 @@ async fn sse_client(
         next_line(&mut reader, &mut line).await?;
     }
     drop(permit);
-    let _ = ready.send(()).await;
+    let _ = ready.send(Ok(())).await;
     let mut latencies = Vec::with_capacity(messages as usize);
     while latencies.len() < messages as usize {
         next_line(&mut reader, &mut line).await?;
