@@ -27,7 +27,7 @@ pub struct Config {
     pub port: u16,
 
     /// Time between two "Hello hello!" broadcasts (e.g. 3s, 500ms)
-    #[arg(long, env = "DEMO_INTERVAL", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, env = "DEMO_INTERVAL", default_value = "3s", value_parser = parse_period)]
     pub interval: Duration,
 
     /// How many recent broadcasts are kept for clients that resume
@@ -39,7 +39,7 @@ pub struct Config {
     pub client_queue: u32,
 
     /// Heartbeat interval
-    #[arg(long, env = "DEMO_HEARTBEAT", value_parser = parse_duration)]
+    #[arg(long, env = "DEMO_HEARTBEAT", value_parser = parse_period)]
     pub heartbeat: Duration,
 
     /// Longest wait for connections to finish after Ctrl-C or SIGTERM
@@ -47,7 +47,7 @@ pub struct Config {
     pub shutdown_timeout: Duration,
 
     /// Largest message a client may send, in bytes (WebSocket message or POST body)
-    #[arg(long, env = "DEMO_MAX_MESSAGE", default_value_t = 64 * 1024)]
+    #[arg(long, env = "DEMO_MAX_MESSAGE", default_value_t = 64 * 1024, value_parser = at_least_one())]
     pub max_message: usize,
 
     /// An origin whose pages may connect, besides the server's own
@@ -56,7 +56,8 @@ pub struct Config {
     #[arg(
         long = "allowed-origin",
         env = "DEMO_ALLOWED_ORIGINS",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = parse_origin
     )]
     pub allowed_origins: Vec<String>,
 
@@ -69,7 +70,7 @@ pub struct Config {
     pub burst: u32,
 
     /// Most clients connected at once; more get 503
-    #[arg(long, env = "DEMO_MAX_CLIENTS", default_value_t = 100_000)]
+    #[arg(long, env = "DEMO_MAX_CLIENTS", default_value_t = 100_000, value_parser = at_least_one())]
     pub max_clients: usize,
 }
 
@@ -133,6 +134,22 @@ fn from_clap_error(error: clap::Error) -> Parsed {
     }
 }
 
+/// `*`, or an origin as browsers send it: `http(s)://host[:port]`, no path.
+fn parse_origin(text: &str) -> Result<String, String> {
+    let origin = text.trim().trim_end_matches('/');
+    let host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    let bad = |c: char| c.is_whitespace() || "/?#@".contains(c);
+    match host {
+        _ if origin == "*" => Ok(origin.to_owned()),
+        Some(host) if !host.is_empty() && !host.contains(bad) => Ok(origin.to_owned()),
+        _ => Err(format!(
+            "'{text}' is not an origin like https://example.com or http://192.168.1.5:8081 (or * for every origin)"
+        )),
+    }
+}
+
 fn parse_rate(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(rate) if rate > 0.0 && rate.is_finite() => Ok(rate),
@@ -142,7 +159,24 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     }
 }
 
-/// Parses `3s`, `500ms`, `2m`, `1.5s`, or a plain number of seconds.
+/// A count that must be at least 1 (a limit of 0 would refuse everything).
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
+}
+
+/// The longest duration an option takes: a day.
+const LONGEST: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The period of something repeated: at least a millisecond.
+fn parse_period(text: &str) -> Result<Duration, String> {
+    let period = parse_duration(text)?;
+    if period < Duration::from_millis(1) {
+        return Err(format!("'{}' is too short (at least 1ms)", text.trim()));
+    }
+    Ok(period)
+}
+
+/// Parses `3s`, `500ms`, `2m`, `1.5s`, or a plain number of seconds, up to a day.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -158,7 +192,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => number * 60.0,
         other => return Err(format!("unknown unit '{other}' (use ms, s or m)")),
     };
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("'{text}' is out of range"))
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(duration) if duration <= LONGEST => Ok(duration),
+        _ => Err(format!("'{text}' is out of range (at most a day: 1440m)")),
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +218,12 @@ mod tests {
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("1441m").is_err());
+        assert!(parse_duration("18446744073709551615").is_err());
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert!(parse_period("0s").is_err());
+        assert!(parse_period("0.0001ms").is_err());
+        assert_eq!(parse_period("1ms"), Ok(Duration::from_millis(1)));
     }
 
     #[test]
@@ -208,6 +251,52 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn limits_and_periods_refuse_zero() {
+        for args in [
+            ["--interval", "0s"],
+            ["--heartbeat", "0ms"],
+            ["--max-clients", "0"],
+            ["--max-message", "0"],
+            ["--client-queue", "0"],
+            ["--burst", "0"],
+            ["--rate", "0"],
+        ] {
+            let parsed = Config::parse(&DEFAULTS, ["demo"].into_iter().chain(args));
+            let Parsed::Error(line) = parsed else {
+                panic!("{args:?} should be refused, got {parsed:?}")
+            };
+            assert!(line.contains(args[0]), "{args:?}: {line}");
+        }
+    }
+
+    #[test]
+    fn origins_are_checked_as_browsers_send_them() {
+        for good in [
+            "*",
+            "http://example.com",
+            "https://a.example:8443/",
+            "http://[::1]:80",
+        ] {
+            assert!(parse_origin(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "example.com",
+            "ftp://x",
+            "http://",
+            "http://x.com/app",
+            "http://a b",
+        ] {
+            assert!(parse_origin(bad).is_err(), "{bad:?}");
+        }
+        let parsed = Config::parse(&DEFAULTS, ["demo", "--allowed-origin", "example.com"]);
+        let Parsed::Error(line) = parsed else {
+            panic!("an origin without a scheme should be refused, got {parsed:?}")
+        };
+        assert!(line.contains("is not an origin like"), "{line}");
     }
 
     #[test]

@@ -375,6 +375,12 @@ async fn a_port_in_use_or_a_bad_option_is_one_clear_line_and_status_1() {
         (vec!["--port", port.as_str()], "cannot listen on 127.0.0.1:"),
         (vec!["--port", "http"], "invalid value 'http' for '--port"),
         (vec!["--interval", "soon"], "not a duration"),
+        (vec!["--interval", "0s"], "too short"),
+        (vec!["--heartbeat", "2000m"], "out of range"),
+        (
+            vec!["--max-clients", "0"],
+            "invalid value '0' for '--max-clients",
+        ),
         (vec!["--frobnicate"], "unexpected argument '--frobnicate'"),
     ] {
         let output = timeout(PATIENCE, binary().args(&args).output())
