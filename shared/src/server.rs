@@ -115,7 +115,9 @@ impl Server {
             tasks: TaskTracker::new(),
             rejections: Arc::new(Rejections::default()),
         };
-        let all_routes = routes(context.clone()).or(observe::routes(context.clone()));
+        let all_routes = routes(context.clone())
+            .or(observe::routes(context.clone()))
+            .recover(answer_rejection);
         let service = TowerToHyperService::new(warp::service(all_routes));
         context.tasks.spawn(ticker::run(
             hub.clone(),
@@ -357,6 +359,43 @@ where
 pub fn error_response(status: http::StatusCode, why: &str) -> warp::reply::Response {
     let body = warp::reply::json(&serde_json::json!({ "error": why }));
     warp::reply::with_status(body, status).into_response()
+}
+
+/// What no route answered (an unknown path, a bad query string...), as a
+/// JSON error like every other refusal, instead of warp's plain text.
+async fn answer_rejection(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
+    use http::StatusCode;
+    use warp::reject::{
+        InvalidHeader, InvalidQuery, LengthRequired, MethodNotAllowed, MissingHeader,
+        PayloadTooLarge, UnsupportedMediaType,
+    };
+    let (status, why) = if rejection.is_not_found() {
+        (StatusCode::NOT_FOUND, "no such page".to_owned())
+    } else if let Some(error) = rejection.find::<InvalidQuery>() {
+        (StatusCode::BAD_REQUEST, error.to_string())
+    } else if let Some(error) = rejection.find::<InvalidHeader>() {
+        (StatusCode::BAD_REQUEST, error.to_string())
+    } else if let Some(error) = rejection.find::<MissingHeader>() {
+        (StatusCode::BAD_REQUEST, error.to_string())
+    } else if let Some(error) = rejection.find::<LengthRequired>() {
+        (StatusCode::LENGTH_REQUIRED, error.to_string())
+    } else if let Some(error) = rejection.find::<PayloadTooLarge>() {
+        (StatusCode::PAYLOAD_TOO_LARGE, error.to_string())
+    } else if let Some(error) = rejection.find::<UnsupportedMediaType>() {
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, error.to_string())
+    } else if let Some(error) = rejection.find::<MethodNotAllowed>() {
+        (StatusCode::METHOD_NOT_ALLOWED, error.to_string())
+    } else {
+        log::error!("Unexpected rejection: {rejection:?}");
+        let why = "internal error".to_owned();
+        (StatusCode::INTERNAL_SERVER_ERROR, why)
+    };
+    if status == StatusCode::NOT_FOUND {
+        log::debug!("Refused a request: {status} {why}");
+    } else {
+        log::info!("Refused a request: {status} {why}");
+    }
+    Ok(error_response(status, &why))
 }
 
 /// Counts and logs a refused request, and answers it with `status`.

@@ -36,13 +36,20 @@ pub(crate) fn route(
                 Err(warp::reject())
             }
         })
-        .and(warp::query::<Resume>())
+        // A bad query string is this handshake's error, not a request for the page.
+        .and(
+            warp::query::<Resume>()
+                .map(Some)
+                .or(warp::any().map(|| None))
+                .unify(),
+        )
         .and(warp::ext::optional::<OnUpgrade>())
         .and(warp::ext::get::<Conn>())
         .map(
-            move |headers: HeaderMap, resume: Resume, upgrade: Option<OnUpgrade>, conn: Conn| {
-                accept(&context, &headers, resume, upgrade, conn)
-            },
+            move |headers: HeaderMap,
+                  resume: Option<Resume>,
+                  upgrade: Option<OnUpgrade>,
+                  conn: Conn| { accept(&context, &headers, resume, upgrade, conn) },
         )
 }
 
@@ -70,7 +77,7 @@ fn valid_key(key: &[u8]) -> bool {
 fn accept(
     context: &Context,
     headers: &HeaderMap,
-    resume: Resume,
+    resume: Option<Resume>,
     upgrade: Option<OnUpgrade>,
     conn: Conn,
 ) -> Response {
@@ -112,6 +119,9 @@ fn accept(
     };
     let Some(upgrade) = upgrade else {
         return bad("this connection cannot be upgraded");
+    };
+    let Some(resume) = resume else {
+        return bad("invalid query string: give since=<id> at most once");
     };
     // Subscribe before answering, so the client misses nothing after the 101.
     let evicted = CancellationToken::new();

@@ -60,16 +60,6 @@ impl Watcher {
     }
 }
 
-/// Sends raw bytes, returns the status code of the answer.
-async fn status_of(addr: SocketAddr, raw: &str) -> (u16, String) {
-    let response = http(addr, raw.as_bytes()).await;
-    let version = response
-        .header("sec-websocket-version")
-        .unwrap_or("")
-        .to_owned();
-    (response.status, version)
-}
-
 #[tokio::test]
 async fn bad_requests_and_handshakes_get_their_status() {
     let server = start(&["--interval", "150ms"]).await;
@@ -79,28 +69,32 @@ async fn bad_requests_and_handshakes_get_their_status() {
         "a".repeat(512 * 1024)
     );
     let cases: Vec<(&str, String, u16)> = vec![
-        ("garbage request line", "GARBAGE\r\n\r\n".into(), 400),
         (
-            "bad method token",
+            "malformed: garbage request line",
+            "GARBAGE\r\n\r\n".into(),
+            400,
+        ),
+        (
+            "malformed: bad method token",
             "G@T / HTTP/1.1\r\nHost: x\r\n\r\n".into(),
             400,
         ),
         (
-            "header without a colon",
+            "malformed: header without a colon",
             "GET / HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n".into(),
             400,
         ),
         (
-            "header name with a space",
+            "malformed: header name with a space",
             "GET / HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n".into(),
             400,
         ),
         (
-            "unsupported HTTP version",
+            "malformed: unsupported HTTP version",
             "GET / HTTP/3.0\r\nHost: x\r\n\r\n".into(),
             400,
         ),
-        ("headers over the size limit", long_header, 431),
+        ("malformed: headers over the size limit", long_header, 431),
         (
             "handshake without a key",
             format!("{UPGRADE}{V13}\r\n"),
@@ -146,12 +140,35 @@ async fn bad_requests_and_handshakes_get_their_status() {
             format!("{UPGRADE}{KEY}{V13}Origin: http://localhost:1\r\n\r\n"),
             403,
         ),
+        (
+            "handshake with since given twice",
+            format!(
+                "GET /?since=a-1&since=a-2 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{KEY}{V13}\r\n"
+            ),
+            400,
+        ),
+        (
+            "an unknown path",
+            "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n".into(),
+            404,
+        ),
+        (
+            "POST /",
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".into(),
+            405,
+        ),
     ];
     for (case, raw, expected) in &cases {
-        let (status, version) = status_of(server.addr, raw).await;
-        assert_eq!(status, *expected, "{case}");
+        let response = http(server.addr, raw.as_bytes()).await;
+        assert_eq!(response.status, *expected, "{case}");
         if *expected == 426 {
-            assert_eq!(version, "13", "{case}: says which version it speaks");
+            let version = response.header("sec-websocket-version");
+            assert_eq!(version, Some("13"), "{case}: says which version it speaks");
+        }
+        if !case.starts_with("malformed") {
+            let body: Value = serde_json::from_str(&response.body)
+                .unwrap_or_else(|_| panic!("{case}: {response:?}"));
+            assert!(body["error"].is_string(), "{case}: {body}");
         }
         watcher.next_tick_only(case).await;
     }
@@ -174,7 +191,7 @@ async fn bad_requests_and_handshakes_get_their_status() {
     );
     let rejected = &server.rejections();
     assert_eq!(rejected.count(Reason::Origin), 3);
-    assert_eq!(rejected.count(Reason::Handshake), 6);
+    assert_eq!(rejected.count(Reason::Handshake), 7);
     assert_eq!(rejected.count(Reason::MalformedHttp), 6);
     println!("tried {} bad requests and handshakes", cases.len());
 }
@@ -478,8 +495,8 @@ async fn connections_over_the_cap_get_503_and_the_others_carry_on() {
     for _ in 0..3 {
         watchers.push(Watcher::connect(server.addr).await);
     }
-    let (status, _) = status_of(server.addr, &format!("{UPGRADE}{KEY}{V13}\r\n")).await;
-    assert_eq!(status, 503);
+    let response = http(server.addr, format!("{UPGRADE}{KEY}{V13}\r\n").as_bytes()).await;
+    assert_eq!(response.status, 503);
     assert_eq!(server.rejections().count(Reason::Capacity), 1);
     for watcher in &mut watchers {
         watcher.next_tick_only("a connection over the cap").await;
