@@ -369,27 +369,33 @@ async fn answer_rejection(rejection: Rejection) -> Result<warp::reply::Response,
         InvalidHeader, InvalidQuery, LengthRequired, MethodNotAllowed, MissingHeader,
         PayloadTooLarge, UnsupportedMediaType,
     };
-    let (status, why) = if rejection.is_not_found() {
-        (StatusCode::NOT_FOUND, "no such page".to_owned())
-    } else if let Some(error) = rejection.find::<InvalidQuery>() {
-        (StatusCode::BAD_REQUEST, error.to_string())
-    } else if let Some(error) = rejection.find::<InvalidHeader>() {
-        (StatusCode::BAD_REQUEST, error.to_string())
-    } else if let Some(error) = rejection.find::<MissingHeader>() {
-        (StatusCode::BAD_REQUEST, error.to_string())
-    } else if let Some(error) = rejection.find::<LengthRequired>() {
-        (StatusCode::LENGTH_REQUIRED, error.to_string())
-    } else if let Some(error) = rejection.find::<PayloadTooLarge>() {
-        (StatusCode::PAYLOAD_TOO_LARGE, error.to_string())
-    } else if let Some(error) = rejection.find::<UnsupportedMediaType>() {
-        (StatusCode::UNSUPPORTED_MEDIA_TYPE, error.to_string())
-    } else if let Some(error) = rejection.find::<MethodNotAllowed>() {
-        (StatusCode::METHOD_NOT_ALLOWED, error.to_string())
+    fn known<T: std::fmt::Display + 'static>(
+        rejection: &Rejection,
+        status: StatusCode,
+    ) -> Option<(StatusCode, String)> {
+        rejection
+            .find::<T>()
+            .map(|error| (status, error.to_string()))
+    }
+    let bad = StatusCode::BAD_REQUEST;
+    let answer = if rejection.is_not_found() {
+        Some((StatusCode::NOT_FOUND, "no such page".to_owned()))
     } else {
+        known::<InvalidQuery>(&rejection, bad)
+            .or_else(|| known::<InvalidHeader>(&rejection, bad))
+            .or_else(|| known::<MissingHeader>(&rejection, bad))
+            .or_else(|| known::<LengthRequired>(&rejection, StatusCode::LENGTH_REQUIRED))
+            .or_else(|| known::<PayloadTooLarge>(&rejection, StatusCode::PAYLOAD_TOO_LARGE))
+            .or_else(|| {
+                known::<UnsupportedMediaType>(&rejection, StatusCode::UNSUPPORTED_MEDIA_TYPE)
+            })
+            .or_else(|| known::<MethodNotAllowed>(&rejection, StatusCode::METHOD_NOT_ALLOWED))
+    };
+    let (status, why) = answer.unwrap_or_else(|| {
         log::error!("Unexpected rejection: {rejection:?}");
         let why = "internal error".to_owned();
         (StatusCode::INTERNAL_SERVER_ERROR, why)
-    };
+    });
     if status == StatusCode::NOT_FOUND {
         log::debug!("Refused a request: {status} {why}");
     } else {
