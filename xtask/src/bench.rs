@@ -169,11 +169,10 @@ async fn bench(package: &'static str, options: &Options) -> Result<(), String> {
         let sse = package == SSE;
         clients.push(tokio::spawn(async move {
             let permit = connecting.acquire_owned().await;
-            let connected = TcpStream::connect(addr).await;
-            let measured = match connected.map_err(|error| format!("connect: {error}")) {
-                Ok(stream) if sse => sse_client(stream, messages, &sent, permit, &ready).await,
-                Ok(stream) => websocket_client(stream, messages, &sent, permit, &ready).await,
-                Err(error) => Err(error),
+            let measured = if sse {
+                sse_client(addr, messages, &sent, permit, &ready).await
+            } else {
+                websocket_client(addr, messages, &sent, permit, &ready).await
             };
             if let Err(error) = &measured {
                 // Ends the wait for connections, if it is still waiting.
@@ -286,16 +285,15 @@ type Ready = tokio::sync::mpsc::Sender<Result<(), String>>;
 type Permit = Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError>;
 
 async fn websocket_client(
-    stream: TcpStream,
+    addr: SocketAddr,
     messages: u64,
     sent: &SendTimes,
     permit: Permit,
     ready: &Ready,
 ) -> Measured {
-    let addr = stream.peer_addr().map_err(|error| error.to_string())?;
-    let (mut socket, _) = tokio_tungstenite::client_async(format!("ws://{addr}/"), stream)
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
         .await
-        .map_err(|error| format!("handshake: {error}"))?;
+        .map_err(|error| format!("connect: {error}"))?;
     let _greeting = socket.next().await;
     drop(permit);
     let _ = ready.send(Ok(())).await;
@@ -320,12 +318,15 @@ async fn websocket_client(
 }
 
 async fn sse_client(
-    mut stream: TcpStream,
+    addr: SocketAddr,
     messages: u64,
     sent: &SendTimes,
     permit: Permit,
     ready: &Ready,
 ) -> Measured {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|error| format!("connect: {error}"))?;
     stream
         .write_all(b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
