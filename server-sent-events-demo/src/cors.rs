@@ -1,27 +1,9 @@
-//! Cross-origin rules for `/sse` and `/api`: the server's allowed origins, told
-//! to browsers with CORS headers, and enforced with 403.
+//! Cross-origin rules for `/sse` and `/api`: the server's allowed origins
+//! (checked by `shared::http::check_origin`, which refuses others with 403),
+//! told to browsers with CORS headers.
 
-use shared::server::Context;
-use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
-
-/// The request's `Origin` when it may go on (`None` when it has none, as
-/// same-origin `EventSource` requests and non-browser clients do), or why not.
-pub(crate) fn origin(
-    context: &Context,
-    headers: &HeaderMap,
-) -> Result<Option<HeaderValue>, String> {
-    let origin = headers.get(header::ORIGIN);
-    let text = origin.map(|value| value.to_str().unwrap_or("?"));
-    if context.origins.allows(text) {
-        Ok(origin.cloned())
-    } else {
-        Err(format!(
-            "origin {} is not allowed",
-            text.unwrap_or_default()
-        ))
-    }
-}
 
 /// The answer to a preflight `OPTIONS` from an allowed origin.
 pub(crate) fn preflight() -> Response {

@@ -5,13 +5,17 @@ mod api;
 mod cors;
 mod stream;
 
+use bytes::Bytes;
 use shared::config::Defaults;
-use shared::pages::{self, Page};
-use shared::server::Context;
+use shared::core::EventId;
+use shared::http::Context;
+use shared::http::pages::{self, Page};
+use shared::wire::{Message, sse};
 use warp::{Filter, Rejection, Reply};
 
 pub const DEFAULTS: Defaults = Defaults {
     name: "server-sent-events-demo",
+    version: env!("CARGO_PKG_VERSION"),
     about: "The Server-Sent Events demo: a page, an event stream at /sse and POST /api",
     port: 8080,
     heartbeat: "15s",
@@ -30,8 +34,20 @@ const PAGE: Page = Page {
     script: include_str!("../static/client.js"),
 };
 
+/// A broadcast as this server sends it: an event-stream block, `id:` then
+/// `data: {"message":"..."}`.
+pub fn frame(id: EventId, message: &str) -> Bytes {
+    sse::event(
+        None,
+        Some(&id.to_string()),
+        &Message::new(message).to_json(),
+    )
+}
+
 /// Every route of the server.
-pub fn routes(context: Context) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+pub fn routes(
+    context: Context<Bytes>,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     stream::route(context.clone())
         .or(api::route(context))
         .or(pages::routes(PAGE))

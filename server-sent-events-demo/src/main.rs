@@ -1,6 +1,4 @@
 fn main() -> std::process::ExitCode {
-    shared::server::main(
-        &server_sent_events_demo::DEFAULTS,
-        server_sent_events_demo::routes,
-    )
+    use server_sent_events_demo::{DEFAULTS, frame, routes};
+    shared::app::main(&DEFAULTS, frame, routes)
 }

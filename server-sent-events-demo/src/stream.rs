@@ -2,19 +2,18 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use serde::Deserialize;
-use shared::guard::Reason;
-use shared::hub::Subscription;
-use shared::message::{GOTCHA, Message};
-use shared::server::{Conn, Context, refuse, refuse_subscription, streaming_response};
-use shared::sse;
+use shared::core::Subscription;
+use shared::http::{Conn, Context, Refusal, check_origin};
+use shared::wire::{GOTCHA, Message, missed_json, sse};
 use tokio::time::{Instant, Interval, interval_at};
-use warp::http::{HeaderMap, StatusCode, header};
-use warp::reply::Response;
+use warp::http::{HeaderMap, HeaderValue, header};
+use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
 use crate::cors;
@@ -30,7 +29,7 @@ struct Resume {
 }
 
 pub(crate) fn route(
-    context: Context,
+    context: Context<Bytes>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::get()
         .and(warp::path!("sse"))
@@ -38,30 +37,27 @@ pub(crate) fn route(
         .and(warp::query::<Resume>())
         .and(warp::ext::get::<Conn>())
         .map(move |headers: HeaderMap, query: Resume, conn: Conn| {
-            let origin = match cors::origin(&context, &headers) {
-                Ok(origin) => origin,
-                Err(why) => {
-                    return refuse(&context, &conn, Reason::Origin, StatusCode::FORBIDDEN, &why);
-                }
-            };
-            // EventSource sends the header when it reconnects; it wins over the
-            // query, which only a first connection can carry.
-            let header = headers
-                .get("last-event-id")
-                .and_then(|value| value.to_str().ok());
-            let since = header.map(str::to_owned).or(query.last_event_id);
-            let mut response = open(&context, since.as_deref(), conn);
-            cors::allow(&mut response, origin);
-            response
+            let peer = conn.peer;
+            open(&context, &headers, query, conn)
+                .unwrap_or_else(|refusal| refusal.answer(&context.rejections, peer))
         })
 }
 
-fn open(context: &Context, since: Option<&str>, conn: Conn) -> Response {
+fn open(
+    context: &Context<Bytes>,
+    headers: &HeaderMap,
+    query: Resume,
+    conn: Conn,
+) -> Result<Response, Refusal> {
+    let origin = check_origin(&context.origins, headers)?;
+    // EventSource sends the header when it reconnects; it wins over the
+    // query, which only a first connection can carry.
+    let header = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok());
+    let since = header.map(str::to_owned).or(query.last_event_id);
     // An evicted client is cut at the socket: its body is no longer polled.
-    let subscription = match context.hub.subscribe(since, conn.close.clone()) {
-        Ok(subscription) => subscription,
-        Err(error) => return refuse_subscription(context, &conn, error),
-    };
+    let subscription = context.hub.subscribe(since.as_deref(), conn.close)?;
     log::info!(
         "Opened connection 🎉 ({}; {} connected)",
         conn.peer,
@@ -72,7 +68,7 @@ fn open(context: &Context, since: Option<&str>, conn: Conn) -> Response {
         sse::event(None, None, &Message::new(GOTCHA).to_json()),
     ]);
     if let Some(missed) = &subscription.missed {
-        opening.push_back(sse::event(Some("missed"), None, &missed.to_json()));
+        opening.push_back(sse::event(Some("missed"), None, &missed_json(missed)));
     }
     let every = context.config.heartbeat;
     let client = Client {
@@ -81,39 +77,44 @@ fn open(context: &Context, since: Option<&str>, conn: Conn) -> Response {
         subscription,
         heartbeat: interval_at(Instant::now() + every, every),
     };
-    let body = futures_util::stream::unfold(client, |mut client| async move {
-        let chunk = client.next_chunk().await?;
-        Some((chunk, client))
-    });
-    streaming_response(
-        &[
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::CONNECTION, "keep-alive"),
-            // Tells nginx-like proxies not to buffer the stream.
-            (header::HeaderName::from_static("x-accel-buffering"), "no"),
-        ],
-        body.boxed(),
-    )
+    let mut response = warp::reply::stream(client).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_TYPE, "text/event-stream"),
+        (header::CACHE_CONTROL, "no-cache"),
+        (header::CONNECTION, "keep-alive"),
+        // Tells nginx-like proxies not to buffer the stream.
+        (header::HeaderName::from_static("x-accel-buffering"), "no"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    cors::allow(&mut response, origin);
+    Ok(response)
 }
 
-/// The state of one open stream.
+/// One open stream, written as it is polled: the opening, then broadcasts and
+/// heartbeats. The chunks are the hub's shared bytes, never copied.
 struct Client {
     peer: SocketAddr,
     opening: VecDeque<Bytes>,
-    subscription: Subscription,
+    subscription: Subscription<Bytes>,
     heartbeat: Interval,
 }
 
-impl Client {
-    /// What to write next; `None` ends the stream (shutdown or eviction).
-    async fn next_chunk(&mut self) -> Option<Bytes> {
+impl futures_util::Stream for Client {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    /// Ends (`None`) at shutdown or eviction, when the hub lets go.
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         if let Some(chunk) = self.opening.pop_front() {
-            return Some(chunk);
+            return Poll::Ready(Some(Ok(chunk)));
         }
-        tokio::select! {
-            event = self.subscription.next() => event.map(|event| event.sse.clone()),
-            _ = self.heartbeat.tick() => Some(sse::KEEP_ALIVE),
+        if let Poll::Ready(event) = self.subscription.poll_next(cx) {
+            return Poll::Ready(event.map(|event| Ok(event.frame.clone())));
+        }
+        match self.heartbeat.poll_tick(cx) {
+            Poll::Ready(_) => Poll::Ready(Some(Ok(sse::KEEP_ALIVE))),
+            Poll::Pending => Poll::Pending,
         }
     }
 }

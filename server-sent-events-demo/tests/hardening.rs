@@ -5,18 +5,20 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
+use bytes::Bytes;
 use prometheus_parse::{LineInfo, Scrape, Value as Metric};
 use serde_json::{Value, json};
 use shared::Server;
-use shared::guard::Reason;
+use shared::policy::Reason;
 use shared::testing::{self, PATIENCE, http, request};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-async fn start(options: &[&str]) -> Server {
+async fn start(options: &[&str]) -> Server<Bytes> {
     testing::start(
         &server_sent_events_demo::DEFAULTS,
+        server_sent_events_demo::frame,
         server_sent_events_demo::routes,
         options,
     )

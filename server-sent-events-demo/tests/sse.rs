@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
+use bytes::Bytes;
 use serde_json::{Value, json};
 use shared::Server;
 use shared::testing::{self, PATIENCE, Random, eventually, http, request};
@@ -10,9 +11,10 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-async fn start(options: &[&str]) -> Server {
+async fn start(options: &[&str]) -> Server<Bytes> {
     testing::start(
         &server_sent_events_demo::DEFAULTS,
+        server_sent_events_demo::frame,
         server_sent_events_demo::routes,
         options,
     )

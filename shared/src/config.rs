@@ -9,6 +9,8 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser};
 #[derive(Debug, Clone, Copy)]
 pub struct Defaults {
     pub name: &'static str,
+    /// What `--version` prints after the name: the demo crate's version.
+    pub version: &'static str,
     pub about: &'static str,
     pub port: u16,
     /// SSE comment interval, or WebSocket ping interval.
@@ -99,6 +101,7 @@ impl Config {
     {
         let command = Cli::command()
             .name(defaults.name)
+            .version(defaults.version)
             .about(defaults.about)
             .mut_arg("port", |arg| {
                 arg.default_value(defaults.port.to_string()).required(false)
@@ -204,6 +207,7 @@ mod tests {
 
     const DEFAULTS: Defaults = Defaults {
         name: "demo",
+        version: "1.2.3",
         about: "A demo",
         port: 8081,
         heartbeat: "30s",
@@ -297,6 +301,15 @@ mod tests {
             panic!("an origin without a scheme should be refused, got {parsed:?}")
         };
         assert!(line.contains("is not an origin like"), "{line}");
+    }
+
+    #[test]
+    fn version_prints_the_name_and_version() {
+        let parsed = Config::parse(&DEFAULTS, ["demo", "--version"]);
+        let Parsed::Print(text) = parsed else {
+            panic!("--version should print, got {parsed:?}")
+        };
+        assert_eq!(text, "demo 1.2.3\n");
     }
 
     #[test]

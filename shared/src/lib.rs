@@ -1,23 +1,31 @@
-//! What both demo servers share: the wire messages, the broadcast hub, the
-//! ticker, the event-stream format, the server loop and the options.
+//! What both demo servers share, in layers that depend one way, each on the
+//! ones before it only:
+//!
+//! 1. [`core`]: what a broadcast is and how it reaches every subscriber: ids,
+//!    the hub with its replay buffer and bounded queues, the publisher (the
+//!    seam a backplane plugs into) and the ticker. No HTTP or WebSocket crate.
+//! 2. [`wire`]: how broadcasts and notices are written for the pages: the
+//!    JSON messages and the event-stream framing.
+//! 3. [`policy`]: what the servers accept: allowed origins, rate limits, the
+//!    reasons for a refusal, and the one path every client message takes
+//!    (rate limit, validate, publish, log).
+//! 4. [`http`]: the connection loop, what routes share ([`http::Context`]),
+//!    refusals, the pages, and `/healthz` and `/metrics`.
+//! 5. [`app`]: the binaries' common `main`, which assembles a server from a
+//!    hub, a publisher and a demo's routes.
+//!
+//! [`config`] (the options) depends on nothing here; [`http`] and [`app`]
+//! read it. Each demo crate adds its protocol on top: its framing of a
+//! broadcast and its routes.
 
+pub mod app;
 pub mod config;
-pub mod guard;
-pub mod hub;
-pub mod message;
-pub mod observe;
-pub mod pages;
-pub mod server;
-pub mod shutdown;
-pub mod sse;
+pub mod core;
+pub mod http;
+pub mod policy;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod ticker;
+pub mod wire;
 
+pub use app::Server;
 pub use config::{Config, Defaults};
-pub use hub::{Event, EventId, Hub, Missed, Subscription};
-pub use message::Message;
-pub use server::{Conn, Context, Server};
-
-/// Re-exported so the WebSocket server speaks the same version the hub frames for.
-pub use tokio_tungstenite;

@@ -8,21 +8,25 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use warp::{Filter, Rejection, Reply};
 
+use crate::app::Server;
 use crate::config::{Config, Defaults, Parsed};
-use crate::server::{Context, Server};
+use crate::core::{Framer, Hub};
+use crate::http::Context;
 
 /// How long any single wait in a test may take before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Starts a server on 127.0.0.1, port 0, with the given extra options.
-pub async fn start<F, R>(
+pub async fn start<F, R, T>(
     defaults: &Defaults,
-    routes: impl FnOnce(Context) -> F,
+    frame: Framer<F>,
+    routes: impl FnOnce(Context<F>) -> R,
     options: &[&str],
-) -> Server
+) -> Server<F>
 where
-    F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
-    R: Reply,
+    F: Send + Sync + 'static,
+    R: Filter<Extract = (T,), Error = Rejection> + Clone + Send + Sync + 'static,
+    T: Reply,
 {
     let args = [defaults.name, "--bind", "127.0.0.1", "--port", "0"]
         .into_iter()
@@ -31,7 +35,7 @@ where
         Parsed::Run(config) => config,
         other => panic!("bad test options {options:?}: {other:?}"),
     };
-    Server::start(config, routes)
+    Server::start(config, frame, routes)
         .await
         .expect("a server on port 0 starts")
 }
@@ -176,7 +180,7 @@ pub fn resident_bytes() -> u64 {
 
 /// Publishes `count` broadcasts of `message`, yielding now and then as a busy
 /// server would, so readers on the same runtime get to run.
-pub async fn publish_burst(hub: &crate::hub::Hub, count: u64, message: &str) {
+pub async fn publish_burst<F>(hub: &Hub<F>, count: u64, message: &str) {
     for round in 0..count {
         hub.publish(message);
         if round % 8 == 0 {

@@ -4,11 +4,12 @@
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use shared::guard::Reason;
-use shared::server::{Conn, Context, refuse, refuse_subscription};
-use shared::tokio_tungstenite::WebSocketStream;
-use shared::tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use shared::tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use shared::http::{Conn, Context, Refusal, check_origin};
+use shared::policy::Reason;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::Response;
@@ -24,7 +25,7 @@ struct Resume {
 
 /// `GET /` with `Upgrade: websocket`; any other request passes on to the page.
 pub(crate) fn route(
-    context: Context,
+    context: Context<Utf8Bytes>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::get()
         .and(warp::path::end())
@@ -49,7 +50,11 @@ pub(crate) fn route(
             move |headers: HeaderMap,
                   resume: Option<Resume>,
                   upgrade: Option<OnUpgrade>,
-                  conn: Conn| { accept(&context, &headers, resume, upgrade, conn) },
+                  conn: Conn| {
+                let peer = conn.peer;
+                accept(&context, &headers, resume, upgrade, conn)
+                    .unwrap_or_else(|refusal| refusal.answer(&context.rejections, peer))
+            },
         )
 }
 
@@ -75,61 +80,40 @@ fn valid_key(key: &[u8]) -> bool {
 }
 
 fn accept(
-    context: &Context,
+    context: &Context<Utf8Bytes>,
     headers: &HeaderMap,
     resume: Option<Resume>,
     upgrade: Option<OnUpgrade>,
     conn: Conn,
-) -> Response {
-    let origin = headers
-        .get(header::ORIGIN)
-        .map(|value| value.to_str().unwrap_or("?"));
-    if !context.origins.allows(origin) {
-        let why = format!("origin {} is not allowed", origin.unwrap_or_default());
-        return refuse(context, &conn, Reason::Origin, StatusCode::FORBIDDEN, &why);
-    }
-    let bad = |why: &str| {
-        refuse(
-            context,
-            &conn,
-            Reason::Handshake,
-            StatusCode::BAD_REQUEST,
-            why,
-        )
-    };
+) -> Result<Response, Refusal> {
+    check_origin(&context.origins, headers)?;
+    let bad = |why: &str| Refusal::new(Reason::Handshake, StatusCode::BAD_REQUEST, why);
     if !has_token(headers, header::CONNECTION, "upgrade") {
-        return bad("the Connection header must include upgrade");
+        return Err(bad("the Connection header must include upgrade"));
     }
     let version = headers.get(header::SEC_WEBSOCKET_VERSION);
     if version.map(HeaderValue::as_bytes) != Some(b"13") {
         let why = "only WebSocket version 13 is supported";
-        let status = StatusCode::UPGRADE_REQUIRED;
-        let mut response = refuse(context, &conn, Reason::Handshake, status, why);
+        let refusal = Refusal::new(Reason::Handshake, StatusCode::UPGRADE_REQUIRED, why);
         let supported = HeaderValue::from_static("13");
-        response
-            .headers_mut()
-            .insert(header::SEC_WEBSOCKET_VERSION, supported);
-        return response;
+        return Err(refusal.with_header(header::SEC_WEBSOCKET_VERSION, supported));
     }
     let key = headers
         .get(header::SEC_WEBSOCKET_KEY)
         .map(HeaderValue::as_bytes);
     let Some(key) = key.filter(|key| valid_key(key)) else {
-        return bad("Sec-WebSocket-Key must be 16 bytes in base64");
+        return Err(bad("Sec-WebSocket-Key must be 16 bytes in base64"));
     };
     let Some(upgrade) = upgrade else {
-        return bad("this connection cannot be upgraded");
+        return Err(bad("this connection cannot be upgraded"));
     };
     let Some(resume) = resume else {
-        return bad("invalid query string: give since=<id> at most once");
+        return Err(bad("invalid query string: give since=<id> at most once"));
     };
     // Subscribe before answering, so the client misses nothing after the 101.
     let evicted = CancellationToken::new();
     let since = resume.since.as_deref();
-    let subscription = match context.hub.subscribe(since, evicted.clone()) {
-        Ok(subscription) => subscription,
-        Err(error) => return refuse_subscription(context, &conn, error),
-    };
+    let subscription = context.hub.subscribe(since, evicted.clone())?;
 
     // tungstenite's default 128 KiB read buffer per connection is most of a
     // connection's memory; client messages are small, and the buffer grows
@@ -162,7 +146,7 @@ fn accept(
     if let Ok(value) = HeaderValue::from_str(&accept_key) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
     }
-    response
+    Ok(response)
 }
 
 #[cfg(test)]

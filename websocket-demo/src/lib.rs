@@ -7,12 +7,16 @@ mod handshake;
 mod session;
 
 use shared::config::Defaults;
-use shared::pages::{self, Page};
-use shared::server::Context;
+use shared::core::EventId;
+use shared::http::Context;
+use shared::http::pages::{self, Page};
+use shared::wire::broadcast_json;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use warp::{Filter, Rejection, Reply};
 
 pub const DEFAULTS: Defaults = Defaults {
     name: "websocket-demo",
+    version: env!("CARGO_PKG_VERSION"),
     about: "The WebSocket demo: a page and a WebSocket at / that pushes messages to every client",
     port: 8081,
     heartbeat: "30s",
@@ -30,7 +34,14 @@ const PAGE: Page = Page {
     script: include_str!("../static/client.js"),
 };
 
+/// A broadcast as this server sends it: one text frame, `{"id":"...","message":"..."}`.
+pub fn frame(id: EventId, message: &str) -> Utf8Bytes {
+    broadcast_json(id, message).into()
+}
+
 /// Every route of the server.
-pub fn routes(context: Context) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+pub fn routes(
+    context: Context<Utf8Bytes>,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     handshake::route(context).or(pages::routes(PAGE))
 }

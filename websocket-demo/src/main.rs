@@ -1,3 +1,4 @@
 fn main() -> std::process::ExitCode {
-    shared::server::main(&websocket_demo::DEFAULTS, websocket_demo::routes)
+    use websocket_demo::{DEFAULTS, frame, routes};
+    shared::app::main(&DEFAULTS, frame, routes)
 }

@@ -12,16 +12,16 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use shared::guard::{Reason, TokenBucket};
-use shared::hub::Subscription;
-use shared::message::{Message as WireMessage, SOMETHING_CHANGED, error_json};
-use shared::server::Context;
-use shared::tokio_tungstenite::WebSocketStream;
-use shared::tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use shared::tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use shared::tokio_tungstenite::tungstenite::{Error, Message, Utf8Bytes};
+use shared::core::Subscription;
+use shared::http::Context;
+use shared::policy::{Reason, Refused, TokenBucket};
+use shared::wire::{error_json, missed_json};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, interval_at, timeout};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -53,9 +53,9 @@ enum End {
 
 pub(crate) async fn run(
     socket: Socket,
-    mut subscription: Subscription,
+    mut subscription: Subscription<Utf8Bytes>,
     evicted: CancellationToken,
-    context: Context,
+    context: Context<Utf8Bytes>,
     peer: SocketAddr,
 ) {
     log::info!(
@@ -68,14 +68,14 @@ pub(crate) async fn run(
         context: &context,
         peer,
         replies,
-        bucket: TokenBucket::new(context.config.rate, context.config.burst),
+        bucket: context.inbox.bucket(),
         strikes: 0,
     };
     let liveness = Liveness::new();
 
     let mut opening = vec![Message::Text(Utf8Bytes::from_static(GOTCHA_JSON))];
     if let Some(missed) = &subscription.missed {
-        opening.push(Message::Text(missed.to_json().into()));
+        opening.push(Message::Text(missed_json(missed).into()));
     }
     let end = tokio::select! {
         biased;
@@ -147,9 +147,9 @@ async fn close(sink: &mut Sink, stream: &mut Stream, code: CloseCode, reason: &s
 async fn write(
     sink: &mut Sink,
     opening: Vec<Message>,
-    subscription: &mut Subscription,
+    subscription: &mut Subscription<Utf8Bytes>,
     replies: &mut mpsc::Receiver<Message>,
-    context: &Context,
+    context: &Context<Utf8Bytes>,
     liveness: &Liveness,
 ) -> End {
     for message in opening {
@@ -164,7 +164,7 @@ async fn write(
             biased;
             Some(reply) = replies.recv() => reply,
             event = subscription.next() => match event {
-                Some(event) => Message::Text(event.json.clone()),
+                Some(event) => Message::Text(event.frame.clone()),
                 // The hub let go of this client: shutdown or eviction, which
                 // the session's other branches report.
                 None => std::future::pending().await,
@@ -183,7 +183,7 @@ async fn write(
                 let Some(event) = subscription.try_next() else {
                     break;
                 };
-                sink.feed(Message::Text(event.json.clone())).await?;
+                sink.feed(Message::Text(event.frame.clone())).await?;
             }
             sink.flush().await
         };
@@ -225,7 +225,7 @@ impl Liveness {
 
 /// The reading side of a session.
 struct Reader<'a> {
-    context: &'a Context,
+    context: &'a Context<Utf8Bytes>,
     peer: SocketAddr,
     replies: mpsc::Sender<Message>,
     bucket: TokenBucket,
@@ -238,7 +238,7 @@ impl Reader<'_> {
         while let Some(message) = stream.next().await {
             liveness.heard();
             return match message {
-                Ok(Message::Text(text)) => match self.receive(&text) {
+                Ok(Message::Text(text)) => match self.receive(&text).await {
                     Ok(()) => continue,
                     Err(end) => end,
                 },
@@ -277,40 +277,20 @@ impl Reader<'_> {
     /// A text message: `{"message": "..."}` tells everyone that something
     /// changed. Anything else gets an error, to this client only; a client
     /// that keeps flooding past the rate limit is disconnected.
-    fn receive(&mut self, text: &str) -> Result<(), End> {
-        if let Err(wait) = self.bucket.take() {
-            self.context.rejections.record_rate_limited(self.peer);
+    async fn receive(&mut self, text: &str) -> Result<(), End> {
+        let inbox = &self.context.inbox;
+        if let Err(refused) = inbox.admit(self.peer, Some(&mut self.bucket)) {
             self.strikes += 1;
             if self.strikes >= self.context.config.burst {
                 let why = "rate limit exceeded, repeatedly".to_owned();
                 return Err(End::Refused(CloseCode::Policy, why));
             }
-            let config = &self.context.config;
-            self.reply(&format!(
-                "rate limit: at most {} messages a second (bursts of {}); retry in {} ms",
-                config.rate,
-                config.burst,
-                wait.as_millis() + 1
-            ));
+            self.reply(&refused);
             return Ok(());
         }
         self.strikes = 0;
-        match serde_json::from_str::<WireMessage>(text) {
-            Ok(message) => {
-                log::info!("Received: {}", message.to_json());
-                let id = self.context.hub.publish(SOMETHING_CHANGED);
-                log::debug!(
-                    "Sent {SOMETHING_CHANGED:?} as {id} to {} client(s)",
-                    self.context.hub.client_count()
-                );
-            }
-            Err(error) => {
-                let why = format!("expected a JSON object with a string \"message\" ({error})");
-                self.context
-                    .rejections
-                    .record(Reason::BadMessage, self.peer, &why);
-                self.reply(&why);
-            }
+        if let Err(refused) = inbox.publish(self.peer, text).await {
+            self.reply(&refused);
         }
         Ok(())
     }
@@ -321,18 +301,17 @@ impl Reader<'_> {
         End::Refused(code, why)
     }
 
-    fn reply(&self, error: &str) {
+    fn reply(&self, refused: &Refused) {
+        let error = error_json(&refused.to_string());
         // A client that floods errors without reading them loses some.
-        let _ = self
-            .replies
-            .try_send(Message::Text(error_json(error).into()));
+        let _ = self.replies.try_send(Message::Text(error.into()));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::message::GOTCHA;
+    use shared::wire::{GOTCHA, Message as WireMessage};
 
     #[test]
     fn gotcha_is_the_wire_message() {

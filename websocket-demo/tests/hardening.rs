@@ -7,12 +7,13 @@ use std::sync::atomic::Ordering;
 use futures_util::StreamExt;
 use serde_json::Value;
 use shared::Server;
-use shared::guard::Reason;
+use shared::policy::Reason;
 use shared::testing::{self, PATIENCE, eventually, http};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -22,8 +23,14 @@ const UPGRADE: &str =
 const KEY: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
 const V13: &str = "Sec-WebSocket-Version: 13\r\n";
 
-async fn start(options: &[&str]) -> Server {
-    testing::start(&websocket_demo::DEFAULTS, websocket_demo::routes, options).await
+async fn start(options: &[&str]) -> Server<Utf8Bytes> {
+    testing::start(
+        &websocket_demo::DEFAULTS,
+        websocket_demo::frame,
+        websocket_demo::routes,
+        options,
+    )
+    .await
 }
 
 /// A well-behaved client that watches what is broadcast.
@@ -197,7 +204,7 @@ async fn bad_requests_and_handshakes_get_their_status() {
 }
 
 /// Every broadcast so far was a tick (nothing else reached the hub).
-fn watcher_ticks(server: &Server) -> u64 {
+fn watcher_ticks(server: &Server<Utf8Bytes>) -> u64 {
     server.hub.last_id().map_or(0, |id| id.seq)
 }
 

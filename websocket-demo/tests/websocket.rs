@@ -12,12 +12,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-async fn start(options: &[&str]) -> Server {
-    testing::start(&websocket_demo::DEFAULTS, websocket_demo::routes, options).await
+async fn start(options: &[&str]) -> Server<Utf8Bytes> {
+    testing::start(
+        &websocket_demo::DEFAULTS,
+        websocket_demo::frame,
+        websocket_demo::routes,
+        options,
+    )
+    .await
 }
 
 async fn connect(addr: SocketAddr, query: &str) -> Client {

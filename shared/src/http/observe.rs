@@ -1,18 +1,22 @@
 //! `GET /healthz` and `GET /metrics`, the same on both servers.
 
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use warp::http::header::CONTENT_TYPE;
 use warp::{Filter, Rejection, Reply};
 
-use crate::guard::Reason;
-use crate::server::Context;
+use crate::core::Hub;
+use crate::policy::{Reason, Rejections};
 
-pub fn routes(context: Context) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let health_context = context.clone();
+pub fn routes<F: Send + Sync + 'static>(
+    hub: Arc<Hub<F>>,
+    rejections: Arc<Rejections>,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let health_hub = hub.clone();
     let health = warp::path!("healthz").map(move || {
-        let hub = &health_context.hub;
+        let hub = &health_hub;
         warp::reply::json(&serde_json::json!({
             "status": "ok",
             "clients": hub.client_count(),
@@ -21,7 +25,7 @@ pub fn routes(context: Context) -> impl Filter<Extract = (impl Reply,), Error = 
     });
     let metrics = warp::path!("metrics").map(move || {
         warp::reply::with_header(
-            render(&context),
+            render(&hub, &rejections),
             CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )
@@ -30,9 +34,8 @@ pub fn routes(context: Context) -> impl Filter<Extract = (impl Reply,), Error = 
 }
 
 /// The Prometheus text exposition format.
-fn render(context: &Context) -> String {
-    let stats = &context.hub.stats;
-    let rejections = &context.rejections;
+fn render<F>(hub: &Hub<F>, rejections: &Rejections) -> String {
+    let stats = &hub.stats;
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -46,7 +49,7 @@ fn render(context: &Context) -> String {
         "demo_connected_clients",
         "gauge",
         "Clients connected now.",
-        &one(context.hub.client_count() as u64),
+        &one(hub.client_count() as u64),
     );
     metric(
         "demo_broadcasts_total",

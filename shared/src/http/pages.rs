@@ -19,9 +19,9 @@ pub struct Page {
     pub script: &'static str,
 }
 
-const LAYOUT: &str = include_str!("../static/index.html");
-const STYLE: &str = include_str!("../static/style.css");
-const COMMON_SCRIPT: &str = include_str!("../static/common.js");
+const LAYOUT: &str = include_str!("../../static/index.html");
+const STYLE: &str = include_str!("../../static/style.css");
+const COMMON_SCRIPT: &str = include_str!("../../static/common.js");
 
 impl Page {
     /// The page's HTML: the shared layout with this demo's title and intro.

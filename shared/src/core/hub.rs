@@ -1,90 +1,46 @@
-//! The broadcast hub: every broadcast gets an id, is framed once, kept in a
-//! bounded replay buffer, and handed to every subscriber's bounded queue.
+//! The broadcast hub: every broadcast is framed once, kept in a bounded replay
+//! buffer, and handed to every subscriber's bounded queue.
 //!
-//! The hub is the one place both servers publish to and subscribe from. It holds
-//! its lock only for plain memory work (never across an `.await`), and a
-//! subscriber whose queue is full is evicted on the spot rather than waited for,
-//! so one stalled client can neither slow the others nor grow memory.
+//! The hub holds its lock only for plain memory work (never across an
+//! `.await`), and a subscriber whose queue is full is evicted on the spot
+//! rather than waited for, so one stalled client can neither slow the others
+//! nor grow memory.
 //!
-//! A backplane (Redis, say) feeds the hub through [`Hub::deliver`]: each
-//! instance would publish to the backplane instead of calling [`Hub::publish`],
-//! and deliver what comes back, with the backplane's ids, to its own hub.
+//! Broadcasts come in two ways: [`Hub::publish`] gives the next id of this
+//! process's own run (the in-process publisher), and [`Hub::deliver`] takes
+//! an id assigned elsewhere (a backplane's).
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
-use crate::message::Message;
-use crate::sse;
+use super::id::EventId;
 
-/// The id of one broadcast: the run of the server that issued it, and its place
-/// in that run's stream. Written `<run>-<seq>`, with `run` in hex.
-///
-/// `seq` strictly increases within a run; `run` changes at every start, so an
-/// id from before a restart is never mistaken for a current one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct EventId {
-    pub run: u64,
-    pub seq: u64,
-}
-
-impl fmt::Display for EventId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:x}-{}", self.run, self.seq)
-    }
-}
-
-impl FromStr for EventId {
-    type Err = ();
-
-    fn from_str(text: &str) -> Result<Self, ()> {
-        let (run, seq) = text.trim().split_once('-').ok_or(())?;
-        Ok(EventId {
-            run: u64::from_str_radix(run, 16).map_err(|_| ())?,
-            seq: seq.parse().map_err(|_| ())?,
-        })
-    }
-}
-
-/// One broadcast, framed once for both protocols and shared by every client.
+/// One broadcast, framed once for the server's protocol and shared by every
+/// client's queue.
 #[derive(Debug)]
-pub struct Event {
+pub struct Event<F> {
     pub id: EventId,
-    /// The WebSocket text frame: `{"id":"...","message":"..."}`.
-    pub json: Utf8Bytes,
-    /// The event-stream frame: `id: ...` then `data: {"message":"..."}`.
-    pub sse: Bytes,
+    /// What the server writes to a client: a WebSocket text frame, an
+    /// event-stream block.
+    pub frame: F,
 }
 
-impl Event {
-    fn new(id: EventId, message: &str) -> Self {
-        let id_text = id.to_string();
-        let json = serde_json::json!({ "id": id_text, "message": message }).to_string();
-        let data = Message::new(message).to_json();
-        Event {
-            id,
-            json: json.into(),
-            sse: sse::event(None, Some(&id_text), &data),
-        }
-    }
-}
+/// How a server frames a broadcast for its protocol, from its id and text.
+pub type Framer<F> = fn(EventId, &str) -> F;
 
 /// Why a resuming client cannot be given everything it missed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MissedReason {
     /// The id is older than the oldest broadcast the replay buffer keeps.
     Expired,
-    /// The id was issued by an earlier run of the server.
+    /// The id was issued by an earlier run of the stream.
     Restarted,
-    /// The id is not one this server could have issued.
+    /// The id is not one this stream could have issued.
     Unknown,
 }
 
@@ -98,20 +54,12 @@ impl MissedReason {
     }
 }
 
-/// The notice a resuming client gets when messages were lost to it.
+/// Why a resuming client gets only live broadcasts from now on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Missed {
     /// The id the client asked to resume after.
     pub since: String,
     pub reason: MissedReason,
-}
-
-impl Missed {
-    /// `{"missed":true,"since":"...","reason":"..."}`
-    pub fn to_json(&self) -> String {
-        serde_json::json!({ "missed": true, "since": self.since, "reason": self.reason.as_str() })
-            .to_string()
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -150,36 +98,39 @@ pub struct HubStats {
     pub slow_disconnects: AtomicU64,
 }
 
-pub struct Hub {
+pub struct Hub<F> {
     config: HubConfig,
-    state: Mutex<State>,
+    frame: Framer<F>,
+    state: Mutex<State<F>>,
     pub stats: HubStats,
 }
 
-struct State {
-    /// The run of the newest broadcast: this server's own start, or the run of
+struct State<F> {
+    /// The run of the newest broadcast: this process's own, or the run of
     /// the ids a backplane delivers.
     run: u64,
     last_seq: u64,
-    replay: VecDeque<Arc<Event>>,
-    subscribers: HashMap<u64, Subscriber>,
+    replay: VecDeque<Arc<Event<F>>>,
+    subscribers: HashMap<u64, Subscriber<F>>,
     next_key: u64,
     closed: bool,
 }
 
-struct Subscriber {
-    queue: mpsc::Sender<Arc<Event>>,
+struct Subscriber<F> {
+    queue: mpsc::Sender<Arc<Event<F>>>,
     evicted: CancellationToken,
 }
 
-impl Hub {
-    pub fn new(config: HubConfig) -> Arc<Hub> {
+impl<F> Hub<F> {
+    /// A hub whose broadcasts are framed by `frame`.
+    pub fn new(config: HubConfig, frame: Framer<F>) -> Arc<Hub<F>> {
         // Nanoseconds since the epoch: distinct for every start of a server.
         let run = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(1, |since| since.as_nanos() as u64);
         Arc::new(Hub {
             config,
+            frame,
             state: Mutex::new(State {
                 run,
                 last_seq: 0,
@@ -192,7 +143,7 @@ impl Hub {
         })
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    fn state(&self) -> MutexGuard<'_, State<F>> {
         // No code panics while holding the lock, so a poisoned lock still holds
         // consistent state.
         self.state
@@ -201,7 +152,7 @@ impl Hub {
     }
 
     /// Broadcasts `message` to every subscriber, with the next id of this
-    /// server's run, and keeps it for replay.
+    /// process's run, and keeps it for replay.
     pub fn publish(&self, message: &str) -> EventId {
         let state = self.state();
         let id = EventId {
@@ -232,9 +183,12 @@ impl Hub {
 
     /// Frames `message` once, keeps it, and queues it for every subscriber,
     /// all under the lock so that every queue sees the same order.
-    fn fan_out(&self, mut state: MutexGuard<'_, State>, id: EventId, message: &str) {
+    fn fan_out(&self, mut state: MutexGuard<'_, State<F>>, id: EventId, message: &str) {
         state.last_seq = id.seq;
-        let event = Arc::new(Event::new(id, message));
+        let event = Arc::new(Event {
+            id,
+            frame: (self.frame)(id, message),
+        });
         if self.config.replay > 0 {
             if state.replay.len() == self.config.replay {
                 state.replay.pop_front();
@@ -279,7 +233,7 @@ impl Hub {
         self: &Arc<Self>,
         since: Option<&str>,
         evicted: CancellationToken,
-    ) -> Result<Subscription, SubscribeError> {
+    ) -> Result<Subscription<F>, SubscribeError> {
         let (queue, receiver) = mpsc::channel(self.config.client_queue.max(1));
         let mut state = self.state();
         if state.closed {
@@ -290,7 +244,7 @@ impl Hub {
         }
         let (backlog, missed) = match since {
             None => (VecDeque::new(), None),
-            Some(since) => match self.replay_after(&state, since) {
+            Some(since) => match replay_after(&state, since) {
                 Ok(backlog) => (backlog, None),
                 Err(reason) => {
                     let since = since.to_owned();
@@ -300,13 +254,7 @@ impl Hub {
         };
         let key = state.next_key;
         state.next_key += 1;
-        state.subscribers.insert(
-            key,
-            Subscriber {
-                queue,
-                evicted: evicted.clone(),
-            },
-        );
+        state.subscribers.insert(key, Subscriber { queue, evicted });
         Ok(Subscription {
             hub: self.clone(),
             key,
@@ -314,33 +262,6 @@ impl Hub {
             backlog,
             receiver,
         })
-    }
-
-    fn replay_after(
-        &self,
-        state: &State,
-        since: &str,
-    ) -> Result<VecDeque<Arc<Event>>, MissedReason> {
-        let since: EventId = since.parse().map_err(|()| MissedReason::Unknown)?;
-        if since.run != state.run {
-            return Err(MissedReason::Restarted);
-        }
-        if since.seq > state.last_seq {
-            return Err(MissedReason::Unknown);
-        }
-        // The buffer holds increasing ids; everything after `since` must still
-        // be in it.
-        let oldest_kept = state
-            .replay
-            .front()
-            .map_or(state.last_seq + 1, |event| event.id.seq);
-        if since.seq + 1 < oldest_kept {
-            return Err(MissedReason::Expired);
-        }
-        let start = state
-            .replay
-            .partition_point(|event| event.id.seq <= since.seq);
-        Ok(state.replay.range(start..).cloned().collect())
     }
 
     /// Ends every subscription (their streams finish once drained) and refuses
@@ -371,36 +292,68 @@ impl Hub {
     }
 }
 
+/// What a client that saw `since` missed, if the buffer still holds all of it.
+fn replay_after<F>(state: &State<F>, since: &str) -> Result<VecDeque<Arc<Event<F>>>, MissedReason> {
+    let since: EventId = since.parse().map_err(|_| MissedReason::Unknown)?;
+    if since.run != state.run {
+        return Err(MissedReason::Restarted);
+    }
+    if since.seq > state.last_seq {
+        return Err(MissedReason::Unknown);
+    }
+    // The buffer holds increasing ids; everything after `since` must still
+    // be in it.
+    let oldest_kept = state
+        .replay
+        .front()
+        .map_or(state.last_seq + 1, |event| event.id.seq);
+    if since.seq + 1 < oldest_kept {
+        return Err(MissedReason::Expired);
+    }
+    let start = state
+        .replay
+        .partition_point(|event| event.id.seq <= since.seq);
+    Ok(state.replay.range(start..).cloned().collect())
+}
+
 /// One client's view of the hub. Dropping it leaves the hub.
-pub struct Subscription {
-    hub: Arc<Hub>,
+pub struct Subscription<F> {
+    hub: Arc<Hub<F>>,
     key: u64,
     /// Set when the client asked to resume but some broadcasts are lost to it.
     pub missed: Option<Missed>,
-    backlog: VecDeque<Arc<Event>>,
-    receiver: mpsc::Receiver<Arc<Event>>,
+    backlog: VecDeque<Arc<Event<F>>>,
+    receiver: mpsc::Receiver<Arc<Event<F>>>,
 }
 
-impl Subscription {
+impl<F> Subscription<F> {
     /// The next broadcast: replayed ones first, then live ones. `None` once the
     /// hub has closed (or evicted this subscriber) and the queue is drained.
-    pub async fn next(&mut self) -> Option<Arc<Event>> {
+    pub async fn next(&mut self) -> Option<Arc<Event<F>>> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// [`Subscription::next`] for hand-written futures and streams.
+    pub fn poll_next(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Arc<Event<F>>>> {
         match self.backlog.pop_front() {
-            Some(event) => Some(event),
-            None => self.receiver.recv().await,
+            Some(event) => std::task::Poll::Ready(Some(event)),
+            None => self.receiver.poll_recv(cx),
         }
     }
 
     /// The next broadcast if one is waiting, without waiting: lets a writer
     /// that fell behind send several before one flush.
-    pub fn try_next(&mut self) -> Option<Arc<Event>> {
+    pub fn try_next(&mut self) -> Option<Arc<Event<F>>> {
         self.backlog
             .pop_front()
             .or_else(|| self.receiver.try_recv().ok())
     }
 }
 
-impl Drop for Subscription {
+impl<F> Drop for Subscription<F> {
     fn drop(&mut self) {
         self.hub.unsubscribe(self.key);
     }
@@ -410,15 +363,20 @@ impl Drop for Subscription {
 mod tests {
     use super::*;
 
-    fn hub(replay: usize, client_queue: usize) -> Arc<Hub> {
-        Hub::new(HubConfig {
+    fn hub(replay: usize, client_queue: usize) -> Arc<Hub<String>> {
+        let config = HubConfig {
             replay,
             client_queue,
             max_clients: 3,
-        })
+        };
+        Hub::new(config, |id, message| format!("{id} {message}"))
     }
 
-    async fn drain(sub: &mut Subscription, n: usize) -> Vec<u64> {
+    fn subscribe(hub: &Arc<Hub<String>>, since: Option<&str>) -> Subscription<String> {
+        hub.subscribe(since, CancellationToken::new()).unwrap()
+    }
+
+    async fn drain(sub: &mut Subscription<String>, n: usize) -> Vec<u64> {
         let mut seqs = Vec::new();
         for _ in 0..n {
             seqs.push(sub.next().await.unwrap().id.seq);
@@ -426,16 +384,16 @@ mod tests {
         seqs
     }
 
-    #[test]
-    fn ids_round_trip_and_order() {
-        let id = EventId {
-            run: 0xabc,
-            seq: 42,
-        };
-        assert_eq!(id.to_string(), "abc-42");
-        assert_eq!("abc-42".parse::<EventId>(), Ok(id));
-        assert!("abc".parse::<EventId>().is_err());
-        assert!("x-1".parse::<EventId>().is_err());
+    fn backlog(sub: &Subscription<String>) -> Vec<u64> {
+        sub.backlog.iter().map(|event| event.id.seq).collect()
+    }
+
+    #[tokio::test]
+    async fn each_broadcast_is_framed_once_with_its_id() {
+        let hub = hub(8, 16);
+        let mut sub = subscribe(&hub, None);
+        let id = hub.publish("hi");
+        assert_eq!(sub.next().await.unwrap().frame, format!("{id} hi"));
     }
 
     #[tokio::test]
@@ -444,9 +402,7 @@ mod tests {
         let first = hub.publish("one");
         hub.publish("two");
         hub.publish("three");
-        let mut sub = hub
-            .subscribe(Some(&first.to_string()), CancellationToken::new())
-            .unwrap();
+        let mut sub = subscribe(&hub, Some(&first.to_string()));
         hub.publish("four");
         assert_eq!(sub.missed, None);
         assert_eq!(drain(&mut sub, 3).await, vec![2, 3, 4]);
@@ -456,9 +412,7 @@ mod tests {
     async fn resume_from_the_newest_id_replays_nothing() {
         let hub = hub(8, 16);
         let last = hub.publish("one");
-        let mut sub = hub
-            .subscribe(Some(&last.to_string()), CancellationToken::new())
-            .unwrap();
+        let mut sub = subscribe(&hub, Some(&last.to_string()));
         hub.publish("two");
         assert_eq!(drain(&mut sub, 1).await, vec![2]);
     }
@@ -471,8 +425,7 @@ mod tests {
         hub.publish("three");
         hub.publish("four");
         let missed = |since: &str| {
-            hub.subscribe(Some(since), CancellationToken::new())
-                .unwrap()
+            subscribe(&hub, Some(since))
                 .missed
                 .as_ref()
                 .map(|m| m.reason)
@@ -490,7 +443,7 @@ mod tests {
         let hub = hub(0, 2);
         let slow_token = CancellationToken::new();
         let slow = hub.subscribe(None, slow_token.clone()).unwrap();
-        let mut fast = hub.subscribe(None, CancellationToken::new()).unwrap();
+        let mut fast = subscribe(&hub, None);
         for round in 0..5 {
             hub.publish("tick");
             assert_eq!(drain(&mut fast, 1).await, vec![round + 1]);
@@ -501,52 +454,70 @@ mod tests {
         drop(slow);
     }
 
+    fn backplane(seq: u64) -> EventId {
+        EventId { run: 0xb0b, seq }
+    }
+
     #[tokio::test]
-    async fn a_backplane_can_deliver_its_own_ids() {
+    async fn delivered_ids_reach_subscribers_as_they_are() {
         let hub = hub(8, 16);
-        let old = hub.publish("local");
-        let id = |seq| EventId { run: 0xb0b, seq };
-        let mut sub = hub.subscribe(None, CancellationToken::new()).unwrap();
-        assert!(hub.deliver(id(10), "from the backplane"));
-        assert!(hub.deliver(id(12), "a gap is fine"));
-        assert!(!hub.deliver(id(12), "twice"), "duplicates are dropped");
-        assert!(!hub.deliver(id(11), "late"), "ids only go forward");
+        let mut sub = subscribe(&hub, None);
+        assert!(hub.deliver(backplane(10), "from the backplane"));
+        assert!(hub.deliver(backplane(12), "a gap is fine"));
         assert_eq!(drain(&mut sub, 2).await, vec![10, 12]);
-        assert_eq!(hub.last_id(), Some(id(12)));
-        assert_eq!(hub.publish("local again"), id(13));
-        let resumed = hub
-            .subscribe(Some("b0b-10"), CancellationToken::new())
-            .unwrap();
+        assert_eq!(hub.last_id(), Some(backplane(12)));
+    }
+
+    #[test]
+    fn an_id_delivered_twice_or_late_is_dropped() {
+        let hub = hub(8, 16);
+        assert!(hub.deliver(backplane(12), "first"));
+        assert!(!hub.deliver(backplane(12), "twice"));
+        assert!(!hub.deliver(backplane(11), "late"));
+        assert_eq!(hub.stats.broadcasts.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn local_publishing_carries_on_from_a_delivered_id() {
+        let hub = hub(8, 16);
+        hub.deliver(backplane(12), "delivered");
+        assert_eq!(hub.publish("local"), backplane(13));
+    }
+
+    #[test]
+    fn delivered_ids_can_be_resumed_from() {
+        let hub = hub(8, 16);
+        hub.deliver(backplane(10), "one");
+        hub.deliver(backplane(12), "two");
+        hub.deliver(backplane(13), "three");
+        let resumed = subscribe(&hub, Some("b0b-10"));
         assert_eq!(resumed.missed, None);
+        assert_eq!(backlog(&resumed), vec![12, 13]);
+    }
+
+    #[test]
+    fn a_delivered_run_makes_ids_of_the_old_one_restarted() {
+        let hub = hub(8, 16);
+        let old = hub.publish("local").to_string();
+        hub.deliver(backplane(1), "new run");
+        let resumed = subscribe(&hub, Some(&old));
         assert_eq!(
-            resumed.backlog.iter().map(|e| e.id.seq).collect::<Vec<_>>(),
-            vec![12, 13]
-        );
-        let missed = hub
-            .subscribe(Some(&old.to_string()), CancellationToken::new())
-            .unwrap();
-        assert_eq!(
-            missed.missed.as_ref().map(|m| m.reason),
+            resumed.missed.as_ref().map(|m| m.reason),
             Some(MissedReason::Restarted)
         );
+        assert_eq!(backlog(&resumed), Vec::<u64>::new());
     }
 
     #[test]
     fn capacity_and_close_refuse_new_subscribers() {
         let hub = hub(0, 1);
-        let subs: Vec<_> = (0..3)
-            .map(|_| hub.subscribe(None, CancellationToken::new()).unwrap())
-            .collect();
-        assert_eq!(
-            hub.subscribe(None, CancellationToken::new()).err(),
-            Some(SubscribeError::Full)
-        );
+        let subs: Vec<_> = (0..3).map(|_| subscribe(&hub, None)).collect();
+        let refused = hub.subscribe(None, CancellationToken::new());
+        assert_eq!(refused.err(), Some(SubscribeError::Full));
         drop(subs);
         assert_eq!(hub.client_count(), 0);
         hub.close();
-        assert_eq!(
-            hub.subscribe(None, CancellationToken::new()).err(),
-            Some(SubscribeError::Closed)
-        );
+        let refused = hub.subscribe(None, CancellationToken::new());
+        assert_eq!(refused.err(), Some(SubscribeError::Closed));
     }
 }

@@ -1,0 +1,220 @@
+//! The binaries' common `main`: read the options, assemble a server from a
+//! hub, a publisher and the demo's routes, and serve until a signal.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use warp::{Filter, Rejection, Reply};
+
+use crate::config::{Config, Defaults, Parsed};
+use crate::core::{Framer, Hub, HubConfig, Local, Publisher, ticker};
+use crate::http::{self, BindError, Context, Lifecycle, observe};
+use crate::policy::{Inbox, Origins, Rejections};
+
+/// A running server.
+pub struct Server<F> {
+    pub addr: SocketAddr,
+    pub hub: Arc<Hub<F>>,
+    /// Where broadcasts are published; tests publish here too.
+    pub publisher: Arc<dyn Publisher>,
+    context: Context<F>,
+}
+
+impl<F: Send + Sync + 'static> Server<F> {
+    /// Binds, then serves the demo's `routes` (plus `/healthz` and
+    /// `/metrics`) with broadcasts framed by `frame`, until [`Server::shutdown`].
+    pub async fn start<R, T>(
+        config: Config,
+        frame: Framer<F>,
+        routes: impl FnOnce(Context<F>) -> R,
+    ) -> Result<Server<F>, BindError>
+    where
+        R: Filter<Extract = (T,), Error = Rejection> + Clone + Send + Sync + 'static,
+        T: Reply,
+    {
+        let (listener, addr) = http::bind(SocketAddr::new(config.bind, config.port)).await?;
+        let hub = Hub::new(
+            HubConfig {
+                replay: config.replay,
+                client_queue: config.client_queue as usize,
+                max_clients: config.max_clients,
+            },
+            frame,
+        );
+        // Where a backplane would plug in: one publisher for the whole server.
+        let publisher: Arc<dyn Publisher> = Arc::new(Local::new(hub.clone()));
+        let rejections = Arc::new(Rejections::default());
+        let inbox = Inbox::new(
+            publisher.clone(),
+            rejections.clone(),
+            config.rate,
+            config.burst,
+        );
+        let context = Context {
+            hub: hub.clone(),
+            inbox: Arc::new(inbox),
+            origins: Arc::new(Origins::new(&config.allowed_origins, addr)),
+            config: Arc::new(config),
+            rejections: rejections.clone(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        };
+        let stop = context.shutdown.clone();
+        let tick = ticker::run(publisher.clone(), context.config.interval, stop);
+        context.tasks.spawn(tick);
+        let all_routes = routes(context.clone()).or(observe::routes(hub.clone(), rejections));
+        let lifecycle = Lifecycle {
+            shutdown: context.shutdown.clone(),
+            tasks: context.tasks.clone(),
+            rejections: context.rejections.clone(),
+        };
+        http::serve(listener, all_routes, lifecycle);
+        Ok(Server {
+            addr,
+            hub,
+            publisher,
+            context,
+        })
+    }
+
+    /// Counts of what the server refused.
+    pub fn rejections(&self) -> &Rejections {
+        &self.context.rejections
+    }
+
+    /// Begins a graceful shutdown: stop accepting, end every stream, tell every
+    /// WebSocket client the server is going away.
+    pub fn shutdown(&self) {
+        self.context.shutdown.cancel();
+        self.hub.close();
+    }
+
+    /// Waits for every connection and task to finish, at most the shutdown
+    /// timeout. Returns false if some did not finish in time.
+    pub async fn stopped(&self) -> bool {
+        let tasks = &self.context.tasks;
+        tasks.close();
+        let limit = self.context.config.shutdown_timeout;
+        tokio::time::timeout(limit, tasks.wait()).await.is_ok()
+    }
+
+    /// Runs until Ctrl-C or SIGTERM, then shuts down.
+    async fn run_until(self, mut signals: Signals) {
+        let signal = signals.recv().await;
+        log::info!("{signal} received, shutting down");
+        self.shutdown();
+        if self.stopped().await {
+            log::info!("Stopped");
+        } else {
+            log::warn!(
+                "Some connections did not finish within {:?}; stopping anyway",
+                self.context.config.shutdown_timeout
+            );
+        }
+    }
+}
+
+/// Runs a server binary: parse options, start, serve until a signal. Errors a
+/// user can cause print one line and exit with status 1.
+pub fn main<F, R, T>(
+    defaults: &Defaults,
+    frame: Framer<F>,
+    routes: impl FnOnce(Context<F>) -> R,
+) -> ExitCode
+where
+    F: Send + Sync + 'static,
+    R: Filter<Extract = (T,), Error = Rejection> + Clone + Send + Sync + 'static,
+    T: Reply,
+{
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let config = match Config::parse(defaults, std::env::args_os()) {
+        Parsed::Run(config) => config,
+        Parsed::Print(text) => {
+            // Ignore a closed pipe (`--help | head`): nothing is left to tell.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
+            return ExitCode::SUCCESS;
+        }
+        Parsed::Error(line) => {
+            eprintln!("{line}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Every client holds a file descriptor; the usual soft limit of 1024 would
+    // refuse connections long before --max-clients.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => log::debug!("Open file limit: {limit}"),
+        Err(error) => log::warn!("Cannot raise the open file limit: {error}"),
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let signals = match Signals::listen() {
+            Ok(signals) => signals,
+            Err(error) => {
+                eprintln!("error: cannot listen for Ctrl-C and SIGTERM: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match Server::start(config, frame, routes).await {
+            Ok(server) => {
+                // On stdout, whatever RUST_LOG says: people and `cargo xtask serve-all` look for it.
+                let line = format!("{} listening on http://{}/\n", defaults.name, server.addr);
+                let _ = std::io::Write::write_all(&mut std::io::stdout(), line.as_bytes());
+                server.run_until(signals).await;
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// The signals that ask a server to stop, listened to from the moment this
+/// is made: one that comes before the server waits for it is not lost.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// Resolves on Ctrl-C (SIGINT) or SIGTERM, naming the one that came.
+    async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => "Ctrl-C",
+                _ = self.terminate.recv() => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
+}

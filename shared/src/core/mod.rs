@@ -1,0 +1,11 @@
+//! The core: what a broadcast is and how it reaches every subscriber. No HTTP
+//! and no WebSocket here: a server plugs in its own framing.
+
+pub mod hub;
+pub mod id;
+pub mod publisher;
+pub mod ticker;
+
+pub use hub::{Event, Framer, Hub, HubConfig, Missed, MissedReason, SubscribeError, Subscription};
+pub use id::{EventId, ParseIdError};
+pub use publisher::{Local, PublishError, Publisher};

@@ -1,0 +1,64 @@
+//! The publisher: the one place a broadcast is published, whoever sends it
+//! (the ticker, a WebSocket client, `POST /api`).
+//!
+//! The in-process publisher hands each broadcast straight to this server's
+//! hub. A backplane is another publisher: it appends the broadcast to a log
+//! every instance reads, and each instance's reader delivers what comes back
+//! to its own hub with [`Hub::deliver`](super::hub::Hub::deliver). It also
+//! decides which instance ticks, so that several instances tick once.
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use super::hub::Hub;
+use super::id::EventId;
+
+/// Publishes broadcasts to every client of every instance.
+pub trait Publisher: Send + Sync + 'static {
+    /// Publishes `message`; resolves to the id it got.
+    fn publish<'a>(&'a self, message: &'a str) -> BoxFuture<'a, Result<EventId, PublishError>>;
+
+    /// Whether this instance should broadcast the tick of interval `slot`
+    /// (the number of whole intervals since the Unix epoch). At most one
+    /// instance gets `true` for a slot.
+    fn claim_tick(&self, slot: u64) -> BoxFuture<'_, bool>;
+}
+
+/// A broadcast that could not be published (a backplane out of reach).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishError {
+    pub why: String,
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot publish: {}", self.why)
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+/// The publisher of a server that runs alone: its hub is the whole audience,
+/// and it assigns the ids.
+pub struct Local<F> {
+    hub: Arc<Hub<F>>,
+}
+
+impl<F> Local<F> {
+    pub fn new(hub: Arc<Hub<F>>) -> Local<F> {
+        Local { hub }
+    }
+}
+
+impl<F: Send + Sync + 'static> Publisher for Local<F> {
+    fn publish<'a>(&'a self, message: &'a str) -> BoxFuture<'a, Result<EventId, PublishError>> {
+        let id = self.hub.publish(message);
+        Box::pin(std::future::ready(Ok(id)))
+    }
+
+    fn claim_tick(&self, _slot: u64) -> BoxFuture<'_, bool> {
+        Box::pin(std::future::ready(true))
+    }
+}

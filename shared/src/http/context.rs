@@ -1,0 +1,50 @@
+//! What routes share: the hub, the inbox, the options, and the server's lifecycle.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::core::Hub;
+use crate::policy::{Inbox, Origins, Rejections};
+
+/// The connection a request came on; get it with `warp::ext::get::<Conn>()`.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    pub peer: SocketAddr,
+    /// Cancel to drop the connection at once, whatever it is doing.
+    pub close: CancellationToken,
+}
+
+/// What routes share. `F` is the frame the server sends (see [`Hub`]).
+pub struct Context<F> {
+    pub hub: Arc<Hub<F>>,
+    /// Where client messages go to be broadcast.
+    pub inbox: Arc<Inbox>,
+    pub config: Arc<Config>,
+    /// The origins whose pages may connect.
+    pub origins: Arc<Origins>,
+    /// Counts of what the server refused.
+    pub rejections: Arc<Rejections>,
+    /// Cancelled when the server begins to shut down.
+    pub shutdown: CancellationToken,
+    /// Tasks the server waits for before it exits (connections, sessions).
+    pub tasks: TaskTracker,
+}
+
+// By hand: a derive would ask for `F: Clone`, which the Arcs do not need.
+impl<F> Clone for Context<F> {
+    fn clone(&self) -> Self {
+        Context {
+            hub: self.hub.clone(),
+            inbox: self.inbox.clone(),
+            config: self.config.clone(),
+            origins: self.origins.clone(),
+            rejections: self.rejections.clone(),
+            shutdown: self.shutdown.clone(),
+            tasks: self.tasks.clone(),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Refused requests: one type for every refusal, answered the same way (a
+//! status and `{"error": why}`), counted by reason and logged once.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use warp::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use warp::reply::Response;
+use warp::{Rejection, Reply};
+
+use crate::core::SubscribeError;
+use crate::policy::{Origins, Reason, Rejections};
+
+/// Why a request was turned down: what to count, what to answer.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The counter it goes under; `None` for what is no fault of the client
+    /// (the server shutting down) or already counted elsewhere.
+    pub reason: Option<Reason>,
+    pub status: StatusCode,
+    /// What the client is told.
+    pub why: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Refusal {
+    pub fn new(reason: Reason, status: StatusCode, why: impl Into<String>) -> Refusal {
+        Refusal {
+            reason: Some(reason),
+            ..Refusal::uncounted(status, why)
+        }
+    }
+
+    /// A refusal that is not counted under any reason.
+    pub fn uncounted(status: StatusCode, why: impl Into<String>) -> Refusal {
+        Refusal {
+            reason: None,
+            status,
+            why: why.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a header to the answer (`Allow`, `Retry-After`...).
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Refusal {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Counts and logs the refusal of `peer`'s request, and answers it.
+    pub fn answer(self, rejections: &Rejections, peer: SocketAddr) -> Response {
+        match self.reason {
+            Some(reason) => {
+                let what = format!("{} {}", self.status.as_u16(), self.why);
+                rejections.record(reason, peer, &what);
+            }
+            None => log::debug!("Refused {peer}: {} {}", self.status.as_u16(), self.why),
+        }
+        let mut response = error_response(self.status, &self.why);
+        response.headers_mut().extend(self.headers);
+        response
+    }
+}
+
+impl From<SubscribeError> for Refusal {
+    /// 503 either way; counted as a capacity refusal when the hub is full.
+    fn from(error: SubscribeError) -> Refusal {
+        let status = StatusCode::SERVICE_UNAVAILABLE;
+        match error {
+            SubscribeError::Full => Refusal::new(
+                Reason::Capacity,
+                status,
+                "the server has as many clients as it takes",
+            ),
+            SubscribeError::Closed => Refusal::uncounted(status, "the server is shutting down"),
+        }
+    }
+}
+
+/// The request's `Origin` when `origins` allows it (`None` when it has none,
+/// as non-browser clients and same-origin `EventSource` requests do), or the
+/// 403 refusal. The WebSocket handshake and CORS both ask here.
+pub fn check_origin(
+    origins: &Origins,
+    headers: &HeaderMap,
+) -> Result<Option<HeaderValue>, Refusal> {
+    let origin = headers.get(header::ORIGIN);
+    let text = origin.map(|value| value.to_str().unwrap_or("?"));
+    if origins.allows(text) {
+        return Ok(origin.cloned());
+    }
+    let why = format!("origin {} is not allowed", text.unwrap_or_default());
+    Err(Refusal::new(Reason::Origin, StatusCode::FORBIDDEN, why))
+}
+
+/// An error answer: `status`, with `{"error": why}` as a JSON body.
+pub fn error_response(status: StatusCode, why: &str) -> Response {
+    let body = warp::reply::json(&serde_json::json!({ "error": why }));
+    warp::reply::with_status(body, status).into_response()
+}
+
+/// What no route answered (an unknown path, a bad query string...), as a
+/// JSON error like every other refusal, instead of warp's plain text.
+pub async fn answer_rejection(rejection: Rejection) -> Result<Response, Infallible> {
+    use warp::reject::{
+        InvalidHeader, InvalidQuery, LengthRequired, MethodNotAllowed, MissingHeader,
+        PayloadTooLarge, UnsupportedMediaType,
+    };
+    fn known<T: std::fmt::Display + 'static>(
+        rejection: &Rejection,
+        status: StatusCode,
+    ) -> Option<(StatusCode, String)> {
+        rejection
+            .find::<T>()
+            .map(|error| (status, error.to_string()))
+    }
+    let bad = StatusCode::BAD_REQUEST;
+    let answer = if rejection.is_not_found() {
+        Some((StatusCode::NOT_FOUND, "no such page".to_owned()))
+    } else {
+        known::<InvalidQuery>(&rejection, bad)
+            .or_else(|| known::<InvalidHeader>(&rejection, bad))
+            .or_else(|| known::<MissingHeader>(&rejection, bad))
+            .or_else(|| known::<LengthRequired>(&rejection, StatusCode::LENGTH_REQUIRED))
+            .or_else(|| known::<PayloadTooLarge>(&rejection, StatusCode::PAYLOAD_TOO_LARGE))
+            .or_else(|| {
+                known::<UnsupportedMediaType>(&rejection, StatusCode::UNSUPPORTED_MEDIA_TYPE)
+            })
+            .or_else(|| known::<MethodNotAllowed>(&rejection, StatusCode::METHOD_NOT_ALLOWED))
+    };
+    let (status, why) = answer.unwrap_or_else(|| {
+        log::error!("Unexpected rejection: {rejection:?}");
+        let why = "internal error".to_owned();
+        (StatusCode::INTERNAL_SERVER_ERROR, why)
+    });
+    if status == StatusCode::NOT_FOUND {
+        log::debug!("Refused a request: {status} {why}");
+    } else {
+        log::info!("Refused a request: {status} {why}");
+    }
+    Ok(error_response(status, &why))
+}

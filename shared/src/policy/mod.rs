@@ -1,0 +1,13 @@
+//! Policy: what the servers accept from clients, and the counts of what they
+//! refused. Origins, rate limits, the reasons for a refusal, and the one path
+//! every client message takes.
+
+pub mod input;
+pub mod origins;
+pub mod rate;
+pub mod rejections;
+
+pub use input::{Inbox, Refused};
+pub use origins::Origins;
+pub use rate::{RateLimiter, TokenBucket};
+pub use rejections::{Reason, Rejections};
