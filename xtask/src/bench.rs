@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use anyhow::{Context, Result, anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -40,7 +41,7 @@ struct Options {
     build: bool,
 }
 
-fn parse(args: &[String]) -> Result<Option<Options>, String> {
+fn parse(args: &[String]) -> Result<Option<Options>> {
     let mut options = Options {
         clients: 10_000,
         messages: 100,
@@ -53,13 +54,13 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
         let mut value = |name: &str| {
             args.next()
                 .cloned()
-                .ok_or_else(|| format!("{name} needs a value (see --help)"))
+                .with_context(|| format!("{name} needs a value (see --help)"))
         };
         let number = |name: &str, text: String| {
             text.parse::<f64>()
                 .ok()
                 .filter(|n| *n >= 1.0)
-                .ok_or_else(|| format!("{name}: '{text}' is not a number of at least 1"))
+                .with_context(|| format!("{name}: '{text}' is not a number of at least 1"))
         };
         match arg.as_str() {
             "--clients" => options.clients = number("--clients", value("--clients")?)? as usize,
@@ -69,18 +70,18 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
                 options.packages = match value("--only")?.as_str() {
                     "websocket" => vec![WEBSOCKET],
                     "sse" => vec![SSE],
-                    other => return Err(format!("--only takes websocket or sse, not '{other}'")),
+                    other => bail!("--only takes websocket or sse, not '{other}'"),
                 }
             }
             "--no-build" => options.build = false,
             "-h" | "--help" => return Ok(None),
-            other => return Err(format!("unknown option '{other}' (see --help)")),
+            other => bail!("unknown option '{other}' (see --help)"),
         }
     }
     Ok(Some(options))
 }
 
-pub fn run(args: &[String]) -> Result<(), String> {
+pub fn run(args: &[String]) -> Result<()> {
     let Some(options) = parse(args)? else {
         say!("{USAGE}");
         return Ok(());
@@ -89,8 +90,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if options.build {
         servers::build(Profile::Release)?;
     }
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     for package in &options.packages {
         runtime.block_on(bench(package, &options))?;
     }
@@ -99,11 +99,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
 
 /// Every client holds a file descriptor here and one in the server, which
 /// inherits this process's limits: raise them to fit, or say why they cannot be.
-fn allow_open_files(clients: usize) -> Result<(), String> {
+fn allow_open_files(clients: usize) -> Result<()> {
     use rlimit::Resource;
     let needed = clients as u64 + 100;
-    let (soft, hard) = rlimit::getrlimit(Resource::NOFILE)
-        .map_err(|error| format!("cannot read the open file limit: {error}"))?;
+    let (soft, hard) =
+        rlimit::getrlimit(Resource::NOFILE).context("cannot read the open file limit")?;
     if soft >= needed {
         return Ok(());
     }
@@ -111,13 +111,12 @@ fn allow_open_files(clients: usize) -> Result<(), String> {
     let raised = hard < needed && rlimit::setrlimit(Resource::NOFILE, needed, needed).is_ok();
     let hard = if raised { needed } else { hard };
     if hard < needed {
-        return Err(format!(
+        bail!(
             "{clients} clients need {needed} open files, but the limit is {hard}: \
              raise it (ulimit -Hn) or use fewer --clients"
-        ));
+        );
     }
-    rlimit::setrlimit(Resource::NOFILE, needed, hard)
-        .map_err(|error| format!("cannot raise the open file limit: {error}"))
+    rlimit::setrlimit(Resource::NOFILE, needed, hard).context("cannot raise the open file limit")
 }
 
 /// When each message was sent, by sequence number (1-based).
@@ -126,7 +125,7 @@ type SendTimes = Arc<Vec<OnceLock<Instant>>>;
 /// Deliveries received so far, by every client together.
 static RECEIVED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-async fn bench(package: &'static str, options: &Options) -> Result<(), String> {
+async fn bench(package: &'static str, options: &Options) -> Result<()> {
     let args: Vec<String> = [
         "--port",
         "0",
@@ -146,14 +145,14 @@ async fn bench(package: &'static str, options: &Options) -> Result<(), String> {
     let mut server = servers::start(package, "bench", &args, "warn", Profile::Release)?;
     let url = timeout(LIMIT, &mut server.url)
         .await
-        .map_err(|_| format!("{package} did not start"))?
-        .map_err(|_| format!("{package} stopped: {}", server.last_error()))?;
+        .map_err(|_| anyhow!("{package} did not start"))?
+        .map_err(|_| anyhow!("{package} stopped: {}", server.last_error()))?;
     let addr: SocketAddr = url
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .parse()
-        .map_err(|_| format!("not an address: {url}"))?;
-    let pid = server.child.id().ok_or("the server exited")?;
+        .with_context(|| format!("not an address: {url}"))?;
+    let pid = server.child.id().context("the server exited")?;
     let before = resident_bytes(pid);
     let cpu_before = cpu_seconds(pid);
 
@@ -176,7 +175,7 @@ async fn bench(package: &'static str, options: &Options) -> Result<(), String> {
             };
             if let Err(error) = &measured {
                 // Ends the wait for connections, if it is still waiting.
-                let _ = ready.try_send(Err(error.clone()));
+                let _ = ready.try_send(Err(format!("{error:#}")));
             }
             measured
         }));
@@ -184,8 +183,8 @@ async fn bench(package: &'static str, options: &Options) -> Result<(), String> {
     for _ in 0..options.clients {
         match timeout(LIMIT, readies.recv()).await {
             Ok(Some(Ok(()))) => {}
-            Ok(Some(Err(error))) => return Err(format!("a client could not connect: {error}")),
-            Ok(None) | Err(_) => return Err("clients did not all connect in time".into()),
+            Ok(Some(Err(error))) => bail!("a client could not connect: {error}"),
+            Ok(None) | Err(_) => bail!("clients did not all connect in time"),
         }
     }
     let connected_in = started.elapsed();
@@ -207,14 +206,14 @@ async fn bench(package: &'static str, options: &Options) -> Result<(), String> {
     let sender = send_messages(package, addr, options, sent.clone());
     timeout(LIMIT, sender)
         .await
-        .map_err(|_| "sending took too long")??;
+        .context("sending took too long")??;
     let mut latencies = Vec::with_capacity(options.clients * options.messages);
     let mut last_receipt = sending;
     for client in clients {
         let (mut client_latencies, last) = timeout(LIMIT, client)
             .await
-            .map_err(|_| "a client did not receive everything in time")?
-            .map_err(|error| format!("a client failed: {error}"))??;
+            .context("a client did not receive everything in time")?
+            .context("a client failed")??;
         latencies.append(&mut client_latencies);
         last_receipt = last_receipt.max(last);
     }
@@ -265,18 +264,18 @@ async fn bench(package: &'static str, options: &Options) -> Result<(), String> {
 }
 
 /// What one client measured: a latency per message, and when it got the last.
-type Measured = Result<(Vec<Duration>, Instant), String>;
+type Measured = Result<(Vec<Duration>, Instant)>;
 
 fn seq(id: &str) -> Option<usize> {
     id.rsplit_once('-')?.1.trim().parse().ok()
 }
 
-fn latency(sent: &SendTimes, seq: usize) -> Result<Duration, String> {
+fn latency(sent: &SendTimes, seq: usize) -> Result<Duration> {
     RECEIVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let at = sent
         .get(seq)
         .and_then(OnceLock::get)
-        .ok_or_else(|| format!("received message {seq} before it was sent"))?;
+        .with_context(|| format!("received message {seq} before it was sent"))?;
     Ok(at.elapsed())
 }
 
@@ -293,24 +292,20 @@ async fn websocket_client(
 ) -> Measured {
     let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
         .await
-        .map_err(|error| format!("connect: {error}"))?;
+        .context("connect")?;
     let _greeting = socket.next().await;
     drop(permit);
     let _ = ready.send(Ok(())).await;
     let mut latencies = Vec::with_capacity(messages as usize);
     while latencies.len() < messages as usize {
-        let message = socket
-            .next()
-            .await
-            .ok_or("closed")?
-            .map_err(|error| error.to_string())?;
+        let message = socket.next().await.context("closed")??;
         if let Message::Text(text) = message {
             let id = text
                 .split("\"id\":\"")
                 .nth(1)
                 .and_then(|rest| rest.split('"').next())
                 .and_then(seq)
-                .ok_or_else(|| format!("no id in {text}"))?;
+                .with_context(|| format!("no id in {text}"))?;
             latencies.push(latency(sent, id)?);
         }
     }
@@ -324,13 +319,10 @@ async fn sse_client(
     permit: Permit,
     ready: &Ready,
 ) -> Measured {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(|error| format!("connect: {error}"))?;
+    let mut stream = TcpStream::connect(addr).await.context("connect")?;
     stream
         .write_all(b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .map_err(|error| error.to_string())?;
+        .await?;
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     // Up to the greeting: the head, `retry:`, then `data: {"message":"Gotcha"}`.
@@ -343,7 +335,7 @@ async fn sse_client(
     while latencies.len() < messages as usize {
         next_line(&mut reader, &mut line).await?;
         if let Some(id) = line.strip_prefix("id: ") {
-            let id = seq(id).ok_or_else(|| format!("bad id line {line:?}"))?;
+            let id = seq(id).with_context(|| format!("bad id line {line:?}"))?;
             latencies.push(latency(sent, id)?);
         }
     }
@@ -354,13 +346,12 @@ async fn sse_client(
 async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
     reader: &mut R,
     line: &mut String,
-) -> Result<(), String> {
+) -> Result<()> {
     line.clear();
-    match reader.read_line(line).await {
-        Ok(0) => Err("the server closed the connection".into()),
-        Ok(_) => Ok(()),
-        Err(error) => Err(error.to_string()),
+    if reader.read_line(line).await? == 0 {
+        bail!("the server closed the connection");
     }
+    Ok(())
 }
 
 /// Sends the messages at the chosen rate: over a WebSocket, or as POSTs.
@@ -369,31 +360,26 @@ async fn send_messages(
     addr: SocketAddr,
     options: &Options,
     sent: SendTimes,
-) -> Result<(), String> {
+) -> Result<()> {
     let body = r#"{"message":"bench"}"#;
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / options.rate));
     if package == WEBSOCKET {
         let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
             .await
-            .map_err(|error| format!("sender: {error}"))?;
+            .context("sender")?;
         // The sender reads nothing until the end; the server would only drop
         // it as slow after thousands of messages, far more than a run sends.
         for seq in 1..=options.messages {
             ticks.tick().await;
             let _ = sent[seq].set(Instant::now());
-            socket
-                .send(Message::text(body))
-                .await
-                .map_err(|error| format!("sender: {error}"))?;
+            socket.send(Message::text(body)).await.context("sender")?;
         }
         // Close cleanly: closing a socket with unread data resets it, and the
         // server could lose the last messages still in its buffer.
         let _ = socket.close(None).await;
         while let Some(Ok(_)) = socket.next().await {}
     } else {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|error| format!("sender: {error}"))?;
+        let mut stream = TcpStream::connect(addr).await.context("sender")?;
         let request = format!(
             "POST /api HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
@@ -406,7 +392,7 @@ async fn send_messages(
                 .get_mut()
                 .write_all(request.as_bytes())
                 .await
-                .map_err(|error| format!("sender: {error}"))?;
+                .context("sender")?;
             // Read the answer before the next: its head, then its body.
             let mut line = String::new();
             let mut length = 0;
@@ -421,10 +407,7 @@ async fn send_messages(
                 }
             }
             let mut body = vec![0; length];
-            reader
-                .read_exact(&mut body)
-                .await
-                .map_err(|error| error.to_string())?;
+            reader.read_exact(&mut body).await?;
         }
     }
     Ok(())

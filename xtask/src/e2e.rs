@@ -8,6 +8,7 @@ mod cdp;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::{Context, Result, bail};
 use cdp::{Browser, Tab};
 use serde_json::Value;
 
@@ -24,7 +25,7 @@ Starts both demo servers on free ports, drives their pages in headless
 Chromium (Debian's chromium package), prints PASS or FAIL for each check, and
 saves screenshots under target/e2e/. Exits non-zero if any check fails.";
 
-pub fn run(args: &[String]) -> Result<(), String> {
+pub fn run(args: &[String]) -> Result<()> {
     let mut build = true;
     for arg in args {
         match arg.as_str() {
@@ -33,21 +34,19 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 say!("{USAGE}");
                 return Ok(());
             }
-            other => return Err(format!("unknown option '{other}' (see --help)")),
+            other => bail!("unknown option '{other}' (see --help)"),
         }
     }
     if build {
         servers::build(Profile::Debug)?;
     }
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let report = runtime.block_on(suite())?;
     say!("e2e: {} passed, {} failed", report.passed, report.failed);
-    if report.failed == 0 {
-        Ok(())
-    } else {
-        Err(format!("{} browser check(s) failed", report.failed))
+    if report.failed > 0 {
+        bail!("{} browser check(s) failed", report.failed);
     }
+    Ok(())
 }
 
 /// One demo under test.
@@ -60,7 +59,7 @@ struct Demo {
 }
 
 impl Demo {
-    async fn start(package: &'static str, prefix: &'static str, port: u16) -> Result<Demo, String> {
+    async fn start(package: &'static str, prefix: &'static str, port: u16) -> Result<Demo> {
         let args = [
             "--port".to_owned(),
             port.to_string(),
@@ -70,9 +69,9 @@ impl Demo {
         let mut server = servers::start(package, prefix, &args, "warn", Profile::Debug)?;
         let url = tokio::time::timeout(PATIENCE, &mut server.url)
             .await
-            .map_err(|_| format!("{package} did not start within {PATIENCE:?}"))?
+            .map_err(|_| anyhow::anyhow!("{package} did not start within {PATIENCE:?}"))?
             .map_err(|_| {
-                format!(
+                anyhow::anyhow!(
                     "{package} stopped before listening: {}",
                     server.last_error()
                 )
@@ -101,14 +100,14 @@ impl Demo {
     }
 
     /// Stops the server and starts it again on the same port.
-    async fn restart(&mut self) -> Result<(), String> {
+    async fn restart(&mut self) -> Result<()> {
         self.server.stop().await;
         let port = self.port();
         *self = Demo::start(self.package, self.prefix, port).await?;
         Ok(())
     }
 
-    async fn open_tab(&self, browser: &Browser) -> Result<Tab, String> {
+    async fn open_tab(&self, browser: &Browser) -> Result<Tab> {
         let tab = browser.new_tab().await?;
         tab.goto(&self.url).await?;
         Ok(tab)
@@ -123,7 +122,7 @@ struct Report {
 }
 
 impl Report {
-    fn check(&mut self, name: &str, result: Result<(), String>) {
+    fn check(&mut self, name: &str, result: Result<()>) {
         match result {
             Ok(()) => {
                 self.passed += 1;
@@ -131,13 +130,13 @@ impl Report {
             }
             Err(why) => {
                 self.failed += 1;
-                say!("FAIL {name}: {why}");
+                say!("FAIL {name}: {why:#}");
             }
         }
     }
 }
 
-async fn suite() -> Result<Report, String> {
+async fn suite() -> Result<Report> {
     let mut demos = [
         Demo::start(WEBSOCKET, "ws", 0).await?,
         Demo::start(SSE, "sse", 0).await?,
@@ -195,10 +194,10 @@ async fn suite() -> Result<Report, String> {
 }
 
 /// The log's entries, as `[kind, text, id]`, for checks written in Rust.
-async fn entries(tab: &Tab) -> Result<Vec<(String, String, Option<String>)>, String> {
+async fn entries(tab: &Tab) -> Result<Vec<(String, String, Option<String>)>> {
     let value = tab.eval("JSON.stringify(demo.entries)").await?;
-    let entries: Vec<Value> = serde_json::from_str(value.as_str().unwrap_or("[]"))
-        .map_err(|error| format!("demo.entries is not JSON: {error}"))?;
+    let entries: Vec<Value> =
+        serde_json::from_str(value.as_str().unwrap_or("[]")).context("demo.entries is not JSON")?;
     Ok(entries
         .iter()
         .map(|entry| {
@@ -217,7 +216,7 @@ fn count_js(needle: &str) -> String {
     format!("demo.entries.filter(e => e.text.includes({needle:?})).length")
 }
 
-async fn page_loads(tab: &Tab) -> Result<(), String> {
+async fn page_loads(tab: &Tab) -> Result<()> {
     tab.wait_for("the state to be open", "demo.state === 'open'", PATIENCE)
         .await?;
     tab.wait_for("Gotcha", &count_js("Gotcha"), PATIENCE)
@@ -228,17 +227,16 @@ async fn page_loads(tab: &Tab) -> Result<(), String> {
         .eval("document.getElementById('state').textContent")
         .await?;
     if shown != "open" {
-        return Err(format!("the state badge shows {shown}"));
+        bail!("the state badge shows {shown}");
     }
     let errors = tab.take_errors();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("; "))
+    if !errors.is_empty() {
+        bail!("{}", errors.join("; "));
     }
+    Ok(())
 }
 
-async fn send_reaches_both_tabs(first: &Tab, second: &Tab) -> Result<(), String> {
+async fn send_reaches_both_tabs(first: &Tab, second: &Tab) -> Result<()> {
     second
         .wait_for("the second tab to open", "demo.state === 'open'", PATIENCE)
         .await?;
@@ -260,7 +258,7 @@ async fn send_reaches_both_tabs(first: &Tab, second: &Tab) -> Result<(), String>
     Ok(())
 }
 
-async fn screenshot(tab: &Tab, package: &str) -> Result<(), String> {
+async fn screenshot(tab: &Tab, package: &str) -> Result<()> {
     tab.wait_for(
         "a few ticks",
         &format!("{} >= 3", count_js("Hello hello!")),
@@ -284,7 +282,7 @@ fn seq(id: &str) -> Option<u64> {
     id.rsplit_once('-')?.1.parse().ok()
 }
 
-async fn close_stops_and_reconnect_resumes(tab: &Tab) -> Result<(), String> {
+async fn close_stops_and_reconnect_resumes(tab: &Tab) -> Result<()> {
     tab.wait_for("a tick with an id", "demo.lastId", PATIENCE)
         .await?;
     tab.eval("document.getElementById('close').click()").await?;
@@ -295,13 +293,13 @@ async fn close_stops_and_reconnect_resumes(tab: &Tab) -> Result<(), String> {
     )
     .await?;
     let last = tab.eval("demo.lastId").await?;
-    let last = last.as_str().ok_or("no last id")?.to_owned();
+    let last = last.as_str().context("no last id")?.to_owned();
     let length = entries(tab).await?.len();
     // Nothing may arrive while closed: watch for three intervals.
     tokio::time::sleep(INTERVAL * 3).await;
     let now = entries(tab).await?;
     if now.len() != length {
-        return Err(format!("the log grew while closed: {:?}", &now[length..]));
+        bail!("the log grew while closed: {:?}", &now[length..]);
     }
     tab.eval("document.getElementById('reconnect').click()")
         .await?;
@@ -312,7 +310,7 @@ async fn close_stops_and_reconnect_resumes(tab: &Tab) -> Result<(), String> {
     )
     .await?;
     // The ticks broadcast while closed are replayed, then live ones follow.
-    let expected = seq(&last).ok_or("a malformed id")? + 4;
+    let expected = seq(&last).context("a malformed id")? + 4;
     let caught_up = format!("demo.ids.some(id => Number(id.split('-')[1]) >= {expected})");
     tab.wait_for("replayed and live ticks", &caught_up, PATIENCE)
         .await?;
@@ -330,12 +328,12 @@ async fn close_stops_and_reconnect_resumes(tab: &Tab) -> Result<(), String> {
         .collect();
     let consecutive = after.windows(2).all(|pair| pair[1] == pair[0] + 1);
     if !consecutive {
-        return Err(format!("ids after {last} are not consecutive: {after:?}"));
+        bail!("ids after {last} are not consecutive: {after:?}");
     }
     Ok(())
 }
 
-async fn comes_back_after_restart(demo: &mut Demo, tab: &Tab) -> Result<(), String> {
+async fn comes_back_after_restart(demo: &mut Demo, tab: &Tab) -> Result<()> {
     tab.wait_for("the state to be open", "demo.state === 'open'", PATIENCE)
         .await?;
     let reconnects = tab.eval("demo.reconnects").await?;
@@ -371,7 +369,7 @@ async fn other_origins_are_refused(
     ws: &Demo,
     ws_tab: &Tab,
     sse: &Demo,
-) -> Result<(), String> {
+) -> Result<()> {
     let socket = format!(
         "new Promise(resolve => {{ const s = new WebSocket('ws://127.0.0.1:{}/'); \
          s.onopen = () => {{ s.close(); resolve('opened'); }}; s.onerror = () => resolve('refused'); }})",
@@ -379,9 +377,7 @@ async fn other_origins_are_refused(
     );
     let answer = sse_tab.eval(&socket).await?;
     if answer != "refused" {
-        return Err(format!(
-            "a WebSocket from the SSE page's origin was {answer}"
-        ));
+        bail!("a WebSocket from the SSE page's origin was {answer}");
     }
     let post = format!(
         "fetch('http://127.0.0.1:{}/api', {{ method: 'POST', headers: {{ 'Content-Type': 'application/json' }}, \
@@ -390,9 +386,7 @@ async fn other_origins_are_refused(
     );
     let answer = ws_tab.eval(&post).await?;
     if answer != "blocked" {
-        return Err(format!(
-            "a POST from the WebSocket page's origin got {answer}"
-        ));
+        bail!("a POST from the WebSocket page's origin got {answer}");
     }
     // Those refusals are logged by the browser; they are expected here.
     sse_tab.take_errors();

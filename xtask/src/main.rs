@@ -33,12 +33,12 @@ fn main() -> ExitCode {
             say!("{USAGE}");
             Ok(())
         }
-        Some(other) => Err(format!("unknown task '{other}'\n{USAGE}")),
+        Some(other) => Err(anyhow::anyhow!("unknown task '{other}'\n{USAGE}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("[xtask] error: {error}");
+            eprintln!("[xtask] error: {error:#}");
             ExitCode::FAILURE
         }
     }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use anyhow::{Context, Result, bail};
+
 use crate::servers::{self, Profile, SSE, Server, WEBSOCKET};
 
 const USAGE: &str = "\
@@ -27,7 +29,7 @@ struct Options {
 }
 
 impl Options {
-    fn parse(args: &[String]) -> Result<Option<Options>, String> {
+    fn parse(args: &[String]) -> Result<Option<Options>> {
         let mut options = Options {
             bind: "127.0.0.1".into(),
             ws_port: "8081".into(),
@@ -40,7 +42,7 @@ impl Options {
             let mut value = |name: &str| {
                 args.next()
                     .cloned()
-                    .ok_or_else(|| format!("{name} needs a value (see --help)"))
+                    .with_context(|| format!("{name} needs a value (see --help)"))
             };
             match arg.as_str() {
                 "--bind" => options.bind = value("--bind")?,
@@ -49,7 +51,7 @@ impl Options {
                 "--interval" => options.interval = Some(value("--interval")?),
                 "--no-build" => options.build = false,
                 "-h" | "--help" => return Ok(None),
-                other => return Err(format!("unknown option '{other}' (see --help)")),
+                other => bail!("unknown option '{other}' (see --help)"),
             }
         }
         Ok(Some(options))
@@ -69,14 +71,14 @@ impl Options {
     }
 }
 
-fn port(text: String) -> Result<String, String> {
+fn port(text: String) -> Result<String> {
     match text.parse::<u16>() {
         Ok(_) => Ok(text),
-        Err(_) => Err(format!("'{text}' is not a port number (see --help)")),
+        Err(_) => bail!("'{text}' is not a port number (see --help)"),
     }
 }
 
-pub fn run(args: &[String]) -> Result<(), String> {
+pub fn run(args: &[String]) -> Result<()> {
     let Some(options) = Options::parse(args)? else {
         say!("{USAGE}");
         return Ok(());
@@ -84,12 +86,11 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if options.build {
         servers::build(Profile::Debug)?;
     }
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(serve(&options))
 }
 
-async fn serve(options: &Options) -> Result<(), String> {
+async fn serve(options: &Options) -> Result<()> {
     let mut ws = servers::start(
         WEBSOCKET,
         "ws",
@@ -141,7 +142,7 @@ fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
 }
 
 /// One server stopped by itself: stop the other and say which failed, and why.
-async fn failed(status: String, stopped: &Server, other: &mut Server) -> Result<(), String> {
+async fn failed(status: String, stopped: &Server, other: &mut Server) -> Result<()> {
     // Let the last lines of its output arrive before quoting them.
     tokio::time::sleep(Duration::from_millis(50)).await;
     other.stop().await;
@@ -151,10 +152,11 @@ async fn failed(status: String, stopped: &Server, other: &mut Server) -> Result<
     } else {
         format!(": {why}")
     };
-    Err(format!(
+    bail!(
         "{} stopped by itself ({status}){why}; stopped {} too",
-        stopped.package, other.package
-    ))
+        stopped.package,
+        other.package
+    )
 }
 
 /// Resolves on Ctrl-C or SIGTERM, naming which.

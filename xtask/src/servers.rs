@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::process::Child;
 use tokio::sync::oneshot;
@@ -30,7 +31,7 @@ pub enum Profile {
 }
 
 /// `cargo build` of both servers, once.
-pub fn build(profile: Profile) -> Result<(), String> {
+pub fn build(profile: Profile) -> Result<()> {
     let mut command = Command::new(cargo());
     command
         .current_dir(root())
@@ -38,14 +39,11 @@ pub fn build(profile: Profile) -> Result<(), String> {
     if profile == Profile::Release {
         command.arg("--release");
     }
-    let status = command
-        .status()
-        .map_err(|error| format!("cannot run cargo: {error}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("building the servers failed ({status})"))
+    let status = command.status().context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building the servers failed ({status})");
     }
+    Ok(())
 }
 
 /// Where `cargo build` put a server's binary.
@@ -82,7 +80,7 @@ pub fn start(
     args: &[String],
     log_level: &str,
     profile: Profile,
-) -> Result<Server, String> {
+) -> Result<Server> {
     let path = binary(package, profile);
     let mut command = tokio::process::Command::new(&path);
     command
@@ -97,7 +95,7 @@ pub fn start(
     }
     let mut child = command
         .spawn()
-        .map_err(|error| format!("cannot start {}: {error} (build it first?)", path.display()))?;
+        .with_context(|| format!("cannot start {} (build it first?)", path.display()))?;
     let (url_sender, url) = oneshot::channel();
     let last_error = Arc::new(Mutex::new(String::new()));
     if let Some(stdout) = child.stdout.take() {
