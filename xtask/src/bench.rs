@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::servers::{self, Profile, SSE, WEBSOCKET};
+use crate::servers::{self, DEMOS, Demo, Kind, Profile};
 
 const USAGE: &str = "\
 Usage: cargo xtask bench [OPTIONS]
@@ -37,7 +37,7 @@ struct Options {
     clients: usize,
     messages: usize,
     rate: f64,
-    packages: Vec<&'static str>,
+    kinds: Vec<Kind>,
     build: bool,
 }
 
@@ -46,7 +46,7 @@ fn parse(args: &[String]) -> Result<Option<Options>> {
         clients: 10_000,
         messages: 100,
         rate: 20.0,
-        packages: vec![WEBSOCKET, SSE],
+        kinds: vec![Kind::WebSocket, Kind::Sse],
         build: true,
     };
     let mut args = args.iter();
@@ -67,9 +67,9 @@ fn parse(args: &[String]) -> Result<Option<Options>> {
             "--messages" => options.messages = number("--messages", value("--messages")?)? as usize,
             "--rate" => options.rate = number("--rate", value("--rate")?)?,
             "--only" => {
-                options.packages = match value("--only")?.as_str() {
-                    "websocket" => vec![WEBSOCKET],
-                    "sse" => vec![SSE],
+                options.kinds = match value("--only")?.as_str() {
+                    "websocket" => vec![Kind::WebSocket],
+                    "sse" => vec![Kind::Sse],
                     other => bail!("--only takes websocket or sse, not '{other}'"),
                 }
             }
@@ -91,8 +91,11 @@ pub fn run(args: &[String]) -> Result<()> {
         servers::build(Profile::Release)?;
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    for package in &options.packages {
-        runtime.block_on(bench(package, &options))?;
+    for demo in DEMOS
+        .iter()
+        .filter(|demo| options.kinds.contains(&demo.kind))
+    {
+        runtime.block_on(bench(demo, &options))?;
     }
     Ok(())
 }
@@ -125,7 +128,8 @@ type SendTimes = Arc<Vec<OnceLock<Instant>>>;
 /// Deliveries received so far, by every client together.
 static RECEIVED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-async fn bench(package: &'static str, options: &Options) -> Result<()> {
+async fn bench(demo: &'static Demo, options: &Options) -> Result<()> {
+    let package = demo.package;
     let args: Vec<String> = [
         "--port",
         "0",
@@ -142,7 +146,7 @@ async fn bench(package: &'static str, options: &Options) -> Result<()> {
     .map(|arg| arg.to_string())
     .chain(["--max-clients".into(), (options.clients + 10).to_string()])
     .collect();
-    let mut server = servers::start(package, "bench", &args, "warn", Profile::Release)?;
+    let mut server = servers::start(demo, &args, "warn", Profile::Release)?;
     let url = timeout(LIMIT, &mut server.url)
         .await
         .map_err(|_| anyhow!("{package} did not start"))?
@@ -165,13 +169,12 @@ async fn bench(package: &'static str, options: &Options) -> Result<()> {
     for _ in 0..options.clients {
         let (connecting, ready, sent) = (connecting.clone(), ready.clone(), sent.clone());
         let messages = options.messages as u64;
-        let sse = package == SSE;
+        let kind = demo.kind;
         clients.push(tokio::spawn(async move {
             let permit = connecting.acquire_owned().await;
-            let measured = if sse {
-                sse_client(addr, messages, &sent, permit, &ready).await
-            } else {
-                websocket_client(addr, messages, &sent, permit, &ready).await
+            let measured = match kind {
+                Kind::WebSocket => websocket_client(addr, messages, &sent, permit, &ready).await,
+                Kind::Sse => sse_client(addr, messages, &sent, permit, &ready).await,
             };
             if let Err(error) = &measured {
                 // Ends the wait for connections, if it is still waiting.
@@ -203,7 +206,7 @@ async fn bench(package: &'static str, options: &Options) -> Result<()> {
             say!("  ... {received} of {expected} deliveries after {after:.0} s");
         }
     });
-    let sender = send_messages(package, addr, options, sent.clone());
+    let sender = send_messages(demo.kind, addr, options, sent.clone());
     timeout(LIMIT, sender)
         .await
         .context("sending took too long")??;
@@ -356,14 +359,14 @@ async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
 
 /// Sends the messages at the chosen rate: over a WebSocket, or as POSTs.
 async fn send_messages(
-    package: &str,
+    kind: Kind,
     addr: SocketAddr,
     options: &Options,
     sent: SendTimes,
 ) -> Result<()> {
     let body = r#"{"message":"bench"}"#;
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / options.rate));
-    if package == WEBSOCKET {
+    if kind == Kind::WebSocket {
         let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
             .await
             .context("sender")?;

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use cdp::{Browser, Tab};
 use serde_json::Value;
 
-use crate::servers::{self, Profile, SSE, Server, WEBSOCKET};
+use crate::servers::{self, Demo, Kind, Profile, Server};
 
 /// A short tick, so every check sees several.
 const INTERVAL: Duration = Duration::from_millis(300);
@@ -49,24 +49,23 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// One demo under test.
-struct Demo {
-    name: &'static str,
-    package: &'static str,
-    prefix: &'static str,
+/// One demo under test, and where its page is.
+struct Running {
+    demo: &'static Demo,
     server: Server,
     url: String,
 }
 
-impl Demo {
-    async fn start(package: &'static str, prefix: &'static str, port: u16) -> Result<Demo> {
+impl Running {
+    async fn start(demo: &'static Demo, port: u16) -> Result<Running> {
         let args = [
             "--port".to_owned(),
             port.to_string(),
             "--interval".to_owned(),
             format!("{}ms", INTERVAL.as_millis()),
         ];
-        let mut server = servers::start(package, prefix, &args, "warn", Profile::Debug)?;
+        let package = demo.package;
+        let mut server = servers::start(demo, &args, "warn", Profile::Debug)?;
         let url = tokio::time::timeout(PATIENCE, &mut server.url)
             .await
             .map_err(|_| anyhow::anyhow!("{package} did not start within {PATIENCE:?}"))?
@@ -76,18 +75,7 @@ impl Demo {
                     server.last_error()
                 )
             })?;
-        let name = if package == WEBSOCKET {
-            "WebSocket"
-        } else {
-            "SSE"
-        };
-        Ok(Demo {
-            name,
-            package,
-            prefix,
-            server,
-            url,
-        })
+        Ok(Running { demo, server, url })
     }
 
     fn port(&self) -> u16 {
@@ -103,7 +91,7 @@ impl Demo {
     async fn restart(&mut self) -> Result<()> {
         self.server.stop().await;
         let port = self.port();
-        *self = Demo::start(self.package, self.prefix, port).await?;
+        *self = Running::start(self.demo, port).await?;
         Ok(())
     }
 
@@ -138,48 +126,51 @@ impl Report {
 
 async fn suite() -> Result<Report> {
     let mut demos = [
-        Demo::start(WEBSOCKET, "ws", 0).await?,
-        Demo::start(SSE, "sse", 0).await?,
+        Running::start(Kind::WebSocket.demo(), 0).await?,
+        Running::start(Kind::Sse.demo(), 0).await?,
     ];
     let browser = Browser::launch().await?;
     let mut report = Report::default();
     let mut first_tabs = Vec::new();
-    for demo in &demos {
-        let tab = demo.open_tab(&browser).await?;
+    for running in &demos {
+        let tab = running.open_tab(&browser).await?;
         let loaded = page_loads(&tab).await;
         report.check(
             &format!(
                 "{}: the page loads, opens, greets and ticks without console errors",
-                demo.name
+                running.demo.name
             ),
             loaded,
         );
         first_tabs.push(tab);
     }
-    for (demo, tab) in demos.iter().zip(&first_tabs) {
-        let second = demo.open_tab(&browser).await?;
+    for (running, tab) in demos.iter().zip(&first_tabs) {
+        let second = running.open_tab(&browser).await?;
         let sent = send_reaches_both_tabs(tab, &second).await;
         report.check(
-            &format!("{}: Send shows Something changed in both tabs", demo.name),
+            &format!(
+                "{}: Send shows Something changed in both tabs",
+                running.demo.name
+            ),
             sent,
         );
-        let shot = screenshot(tab, demo.package).await;
-        report.check(&format!("{}: screenshot saved", demo.name), shot);
+        let shot = screenshot(tab, running.demo.package).await;
+        report.check(&format!("{}: screenshot saved", running.demo.name), shot);
         let closed = close_stops_and_reconnect_resumes(&second).await;
         report.check(
             &format!(
                 "{}: Close stops the log, Reconnect resumes without a gap",
-                demo.name
+                running.demo.name
             ),
             closed,
         );
     }
-    for (demo, tab) in demos.iter_mut().zip(&first_tabs) {
-        let restarted = comes_back_after_restart(demo, tab).await;
+    for (running, tab) in demos.iter_mut().zip(&first_tabs) {
+        let restarted = comes_back_after_restart(running, tab).await;
         report.check(
             &format!(
                 "{}: the page reconnects by itself after a server restart",
-                demo.name
+                running.demo.name
             ),
             restarted,
         );
@@ -187,8 +178,8 @@ async fn suite() -> Result<Report> {
     let [ws, sse] = &demos;
     let refused = other_origins_are_refused(&first_tabs[1], ws, &first_tabs[0], sse).await;
     report.check("Origins: pages from another origin are refused", refused);
-    for demo in &mut demos {
-        demo.server.stop().await;
+    for running in &mut demos {
+        running.server.stop().await;
     }
     Ok(report)
 }
@@ -333,13 +324,13 @@ async fn close_stops_and_reconnect_resumes(tab: &Tab) -> Result<()> {
     Ok(())
 }
 
-async fn comes_back_after_restart(demo: &mut Demo, tab: &Tab) -> Result<()> {
+async fn comes_back_after_restart(running: &mut Running, tab: &Tab) -> Result<()> {
     tab.wait_for("the state to be open", "demo.state === 'open'", PATIENCE)
         .await?;
     let reconnects = tab.eval("demo.reconnects").await?;
     let troubles = "demo.entries.filter(e => e.kind === 'error' || e.kind === 'close').length";
     let before = tab.eval(troubles).await?;
-    demo.restart().await?;
+    running.restart().await?;
     let noticed = format!("{troubles} > {before}");
     tab.wait_for("the page to notice", &noticed, PATIENCE)
         .await?;
@@ -366,9 +357,9 @@ async fn comes_back_after_restart(demo: &mut Demo, tab: &Tab) -> Result<()> {
 
 async fn other_origins_are_refused(
     sse_tab: &Tab,
-    ws: &Demo,
+    ws: &Running,
     ws_tab: &Tab,
-    sse: &Demo,
+    sse: &Running,
 ) -> Result<()> {
     let socket = format!(
         "new Promise(resolve => {{ const s = new WebSocket('ws://127.0.0.1:{}/'); \

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::servers::{self, Profile, SSE, Server, WEBSOCKET};
+use crate::servers::{self, Demo, Kind, Profile, Server};
 
 const USAGE: &str = "\
 Usage: cargo xtask serve-all [OPTIONS]
@@ -32,8 +32,8 @@ impl Options {
     fn parse(args: &[String]) -> Result<Option<Options>> {
         let mut options = Options {
             bind: "127.0.0.1".into(),
-            ws_port: "8081".into(),
-            sse_port: "8080".into(),
+            ws_port: Kind::WebSocket.demo().default_port.to_string(),
+            sse_port: Kind::Sse.demo().default_port.to_string(),
             interval: None,
             build: true,
         };
@@ -57,12 +57,16 @@ impl Options {
         Ok(Some(options))
     }
 
-    fn server_args(&self, port: &str) -> Vec<String> {
+    fn server_args(&self, demo: &Demo) -> Vec<String> {
+        let port = match demo.kind {
+            Kind::WebSocket => &self.ws_port,
+            Kind::Sse => &self.sse_port,
+        };
         let mut args = vec![
             "--bind".into(),
             self.bind.clone(),
             "--port".into(),
-            port.into(),
+            port.clone(),
         ];
         if let Some(interval) = &self.interval {
             args.extend(["--interval".into(), interval.clone()]);
@@ -91,20 +95,12 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 async fn serve(options: &Options) -> Result<()> {
-    let mut ws = servers::start(
-        WEBSOCKET,
-        "ws",
-        &options.server_args(&options.ws_port),
-        "info",
-        Profile::Debug,
-    )?;
-    let mut sse = match servers::start(
-        SSE,
-        "sse",
-        &options.server_args(&options.sse_port),
-        "info",
-        Profile::Debug,
-    ) {
+    let start = |kind: Kind| {
+        let demo = kind.demo();
+        servers::start(demo, &options.server_args(demo), "info", Profile::Debug)
+    };
+    let mut ws = start(Kind::WebSocket)?;
+    let mut sse = match start(Kind::Sse) {
         Ok(sse) => sse,
         Err(error) => {
             ws.stop().await;
@@ -154,8 +150,8 @@ async fn failed(status: String, stopped: &Server, other: &mut Server) -> Result<
     };
     bail!(
         "{} stopped by itself ({status}){why}; stopped {} too",
-        stopped.package,
-        other.package
+        stopped.demo.package,
+        other.demo.package
     )
 }
 
