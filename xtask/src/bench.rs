@@ -18,86 +18,25 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::flags;
 use crate::servers::{self, DEMOS, Demo, Kind, Profile};
-
-const USAGE: &str = "\
-Usage: cargo xtask bench [OPTIONS]
-
-Options:
-  --clients N       clients to connect (default 10000)
-  --messages M      messages to broadcast (default 100)
-  --rate R          messages sent per second (default 20)
-  --only websocket|sse   run one server's benchmark
-  --no-build        use the release binaries already built";
 
 /// How long any phase may take before the benchmark gives up.
 const LIMIT: Duration = Duration::from_secs(120);
 
-struct Options {
-    clients: usize,
-    messages: usize,
-    rate: f64,
-    kinds: Vec<Kind>,
-    build: bool,
-}
-
-fn parse(args: &[String]) -> Result<Option<Options>> {
-    let mut options = Options {
-        clients: 10_000,
-        messages: 100,
-        rate: 20.0,
-        kinds: vec![Kind::WebSocket, Kind::Sse],
-        build: true,
-    };
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .cloned()
-                .with_context(|| format!("{name} needs a value (see --help)"))
-        };
-        let number = |name: &str, text: String| {
-            text.parse::<f64>()
-                .ok()
-                .filter(|n| *n >= 1.0)
-                .with_context(|| format!("{name}: '{text}' is not a number of at least 1"))
-        };
-        match arg.as_str() {
-            "--clients" => options.clients = number("--clients", value("--clients")?)? as usize,
-            "--messages" => options.messages = number("--messages", value("--messages")?)? as usize,
-            "--rate" => options.rate = number("--rate", value("--rate")?)?,
-            "--only" => {
-                options.kinds = match value("--only")?.as_str() {
-                    "websocket" => vec![Kind::WebSocket],
-                    "sse" => vec![Kind::Sse],
-                    other => bail!("--only takes websocket or sse, not '{other}'"),
-                }
-            }
-            "--no-build" => options.build = false,
-            "-h" | "--help" => return Ok(None),
-            other => bail!("unknown option '{other}' (see --help)"),
+impl flags::Bench {
+    pub fn run(self) -> Result<()> {
+        allow_open_files(self.clients)?;
+        if !self.no_build {
+            servers::build(Profile::Release)?;
         }
+        let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+        let chosen = |demo: &&Demo| self.only.is_none_or(|kind| demo.kind == kind);
+        for demo in DEMOS.iter().filter(chosen) {
+            runtime.block_on(bench(demo, &self))?;
+        }
+        Ok(())
     }
-    Ok(Some(options))
-}
-
-pub fn run(args: &[String]) -> Result<()> {
-    let Some(options) = parse(args)? else {
-        say!("{USAGE}");
-        return Ok(());
-    };
-    allow_open_files(options.clients)?;
-    if options.build {
-        servers::build(Profile::Release)?;
-    }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    for demo in DEMOS
-        .iter()
-        .filter(|demo| options.kinds.contains(&demo.kind))
-    {
-        runtime.block_on(bench(demo, &options))?;
-    }
-    Ok(())
 }
 
 /// Every client holds a file descriptor here and one in the server, which
@@ -128,7 +67,7 @@ type SendTimes = Arc<Vec<OnceLock<Instant>>>;
 /// Deliveries received so far, by every client together.
 static RECEIVED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-async fn bench(demo: &'static Demo, options: &Options) -> Result<()> {
+async fn bench(demo: &'static Demo, options: &flags::Bench) -> Result<()> {
     let package = demo.package;
     let args: Vec<String> = [
         "--port",
@@ -361,7 +300,7 @@ async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
 async fn send_messages(
     kind: Kind,
     addr: SocketAddr,
-    options: &Options,
+    options: &flags::Bench,
     sent: SendTimes,
 ) -> Result<()> {
     let body = r#"{"message":"bench"}"#;

@@ -12,41 +12,26 @@ use anyhow::{Context, Result, bail};
 use cdp::{Browser, Tab};
 use serde_json::Value;
 
+use crate::flags;
 use crate::servers::{self, Demo, Kind, Profile, Server};
 
 /// A short tick, so every check sees several.
 const INTERVAL: Duration = Duration::from_millis(300);
 const PATIENCE: Duration = Duration::from_secs(15);
 
-const USAGE: &str = "\
-Usage: cargo xtask e2e [--no-build]
-
-Starts both demo servers on free ports, drives their pages in headless
-Chromium (Debian's chromium package), prints PASS or FAIL for each check, and
-saves screenshots under target/e2e/. Exits non-zero if any check fails.";
-
-pub fn run(args: &[String]) -> Result<()> {
-    let mut build = true;
-    for arg in args {
-        match arg.as_str() {
-            "--no-build" => build = false,
-            "-h" | "--help" => {
-                say!("{USAGE}");
-                return Ok(());
-            }
-            other => bail!("unknown option '{other}' (see --help)"),
+impl flags::E2e {
+    pub fn run(self) -> Result<()> {
+        if !self.no_build {
+            servers::build(Profile::Debug)?;
         }
+        let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+        let report = runtime.block_on(suite())?;
+        say!("e2e: {} passed, {} failed", report.passed, report.failed);
+        if report.failed > 0 {
+            bail!("{} browser check(s) failed", report.failed);
+        }
+        Ok(())
     }
-    if build {
-        servers::build(Profile::Debug)?;
-    }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let report = runtime.block_on(suite())?;
-    say!("e2e: {} passed, {} failed", report.passed, report.failed);
-    if report.failed > 0 {
-        bail!("{} browser check(s) failed", report.failed);
-    }
-    Ok(())
 }
 
 /// One demo under test, and where its page is.

@@ -4,69 +4,28 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::flags;
 use crate::servers::{self, Demo, Kind, Profile, Server};
 
-const USAGE: &str = "\
-Usage: cargo xtask serve-all [OPTIONS]
-
-Builds and runs both demo servers, prefixing their output with [ws] and [sse].
-Ctrl-C stops both.
-
-Options:
-  --bind ADDR          address both listen on (default 127.0.0.1)
-  --ws-port N          WebSocket demo port (default 8081; 0 picks a free one)
-  --sse-port N         Server-Sent Events demo port (default 8080; 0 picks a free one)
-  --interval DURATION  time between two \"Hello hello!\" (default 3s)
-  --no-build           run the binaries already built
-  -h, --help           print this";
-
-struct Options {
-    bind: String,
-    ws_port: String,
-    sse_port: String,
-    interval: Option<String>,
-    build: bool,
-}
-
-impl Options {
-    fn parse(args: &[String]) -> Result<Option<Options>> {
-        let mut options = Options {
-            bind: "127.0.0.1".into(),
-            ws_port: Kind::WebSocket.demo().default_port.to_string(),
-            sse_port: Kind::Sse.demo().default_port.to_string(),
-            interval: None,
-            build: true,
-        };
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let mut value = |name: &str| {
-                args.next()
-                    .cloned()
-                    .with_context(|| format!("{name} needs a value (see --help)"))
-            };
-            match arg.as_str() {
-                "--bind" => options.bind = value("--bind")?,
-                "--ws-port" => options.ws_port = port(value("--ws-port")?)?,
-                "--sse-port" => options.sse_port = port(value("--sse-port")?)?,
-                "--interval" => options.interval = Some(value("--interval")?),
-                "--no-build" => options.build = false,
-                "-h" | "--help" => return Ok(None),
-                other => bail!("unknown option '{other}' (see --help)"),
-            }
+impl flags::ServeAll {
+    pub fn run(self) -> Result<()> {
+        if !self.no_build {
+            servers::build(Profile::Debug)?;
         }
-        Ok(Some(options))
+        let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+        runtime.block_on(serve(&self))
     }
 
     fn server_args(&self, demo: &Demo) -> Vec<String> {
         let port = match demo.kind {
-            Kind::WebSocket => &self.ws_port,
-            Kind::Sse => &self.sse_port,
+            Kind::WebSocket => self.ws_port,
+            Kind::Sse => self.sse_port,
         };
         let mut args = vec![
             "--bind".into(),
             self.bind.clone(),
             "--port".into(),
-            port.clone(),
+            port.to_string(),
         ];
         if let Some(interval) = &self.interval {
             args.extend(["--interval".into(), interval.clone()]);
@@ -75,26 +34,7 @@ impl Options {
     }
 }
 
-fn port(text: String) -> Result<String> {
-    match text.parse::<u16>() {
-        Ok(_) => Ok(text),
-        Err(_) => bail!("'{text}' is not a port number (see --help)"),
-    }
-}
-
-pub fn run(args: &[String]) -> Result<()> {
-    let Some(options) = Options::parse(args)? else {
-        say!("{USAGE}");
-        return Ok(());
-    };
-    if options.build {
-        servers::build(Profile::Debug)?;
-    }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(serve(&options))
-}
-
-async fn serve(options: &Options) -> Result<()> {
+async fn serve(options: &flags::ServeAll) -> Result<()> {
     let start = |kind: Kind| {
         let demo = kind.demo();
         servers::start(demo, &options.server_args(demo), "info", Profile::Debug)

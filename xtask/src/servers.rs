@@ -9,12 +9,12 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::process::Child;
 use tokio::sync::oneshot;
 
-/// How a demo's clients listen, and how they talk back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a demo's clients listen and talk back: over one WebSocket both ways, or
+/// an event stream from `/sse` and `POST /api` back. Also `bench --only`'s value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
-    /// One WebSocket, both ways.
+    #[value(name = "websocket")]
     WebSocket,
-    /// An event stream from `/sse`, and `POST /api` back.
     Sse,
 }
 
