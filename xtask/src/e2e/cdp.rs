@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use data_encoding::BASE64;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -304,53 +305,12 @@ impl Tab {
             .call("Page.captureScreenshot", json!({ "format": "png" }))
             .await?;
         let data = shot["data"].as_str().context("no screenshot data")?;
-        let png = decode_base64(data).context("the screenshot is not base64")?;
+        let png = BASE64
+            .decode(data.as_bytes())
+            .context("the screenshot is not base64")?;
         if let Some(folder) = path.parent() {
             std::fs::create_dir_all(folder).with_context(|| folder.display().to_string())?;
         }
         std::fs::write(path, png).with_context(|| path.display().to_string())
-    }
-}
-
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let value = |byte: u8| match byte {
-        b'A'..=b'Z' => Some(byte - b'A'),
-        b'a'..=b'z' => Some(byte - b'a' + 26),
-        b'0'..=b'9' => Some(byte - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let bytes: Vec<u8> = text
-        .bytes()
-        .filter(|byte| !byte.is_ascii_whitespace())
-        .collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let digits: Vec<u8> = chunk
-            .iter()
-            .take_while(|byte| **byte != b'=')
-            .map(|byte| value(*byte))
-            .collect::<Option<_>>()?;
-        let joined = digits
-            .iter()
-            .fold(0u32, |acc, digit| acc << 6 | u32::from(*digit))
-            << (6 * (4 - digits.len()));
-        let produced = digits.len().saturating_sub(1);
-        out.extend_from_slice(&joined.to_be_bytes()[1..1 + produced]);
-    }
-    Some(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::decode_base64;
-
-    #[test]
-    fn base64_round_trips_known_values() {
-        assert_eq!(decode_base64("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(decode_base64("aGk=").unwrap(), b"hi");
-        assert_eq!(decode_base64("YWJj").unwrap(), b"abc");
-        assert!(decode_base64("a$==").is_none());
     }
 }
