@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use cdp::{Browser, Tab};
-use serde_json::Value;
+use cdp::{Browser, Tab, wait_until};
+use serde_json::json;
 
 use crate::flags;
 use crate::servers::{self, Demo, Kind, Profile, Server};
@@ -169,36 +169,84 @@ async fn suite() -> Result<Report> {
     Ok(report)
 }
 
-/// The log's entries, as `[kind, text, id]`, for checks written in Rust.
-async fn entries(tab: &Tab) -> Result<Vec<(String, String, Option<String>)>> {
-    let value = tab.eval("JSON.stringify(demo.entries)").await?;
-    let entries: Vec<Value> =
-        serde_json::from_str(value.as_str().unwrap_or("[]")).context("demo.entries is not JSON")?;
+// What the page's `window.demo` says, read through `Tab::call_demo`.
+
+/// One log entry, as the page keeps it.
+#[derive(Debug)]
+struct Entry {
+    kind: String,
+    text: String,
+}
+
+async fn entries(tab: &Tab) -> Result<Vec<Entry>> {
+    let entries = tab.call_demo("entries", &[]).await?;
+    let entries = entries.as_array().context("demo.entries is not a list")?;
     Ok(entries
         .iter()
         .map(|entry| {
-            let text = |key: &str| entry[key].as_str().map(str::to_owned);
-            (
-                text("kind").unwrap_or_default(),
-                text("text").unwrap_or_default(),
-                text("id"),
-            )
+            let text = |key: &str| entry[key].as_str().unwrap_or_default().to_owned();
+            Entry {
+                kind: text("kind"),
+                text: text("text"),
+            }
         })
         .collect())
 }
 
-/// How many log entries mention `needle`.
-fn count_js(needle: &str) -> String {
-    format!("demo.entries.filter(e => e.text.includes({needle:?})).length")
+/// How many log entries mention `text`.
+async fn count(tab: &Tab, text: &str) -> Result<u64> {
+    let count = tab.call_demo("count", &[json!(text)]).await?;
+    count.as_u64().context("demo.count gave no number")
+}
+
+async fn state(tab: &Tab) -> Result<String> {
+    let state = tab.call_demo("state", &[]).await?;
+    Ok(state.as_str().unwrap_or_default().to_owned())
+}
+
+async fn is_open(tab: &Tab) -> Result<bool> {
+    Ok(state(tab).await? == "open")
+}
+
+async fn reconnects(tab: &Tab) -> Result<u64> {
+    let reconnects = tab.call_demo("reconnects", &[]).await?;
+    reconnects
+        .as_u64()
+        .context("demo.reconnects is not a number")
+}
+
+async fn last_id(tab: &Tab) -> Result<Option<String>> {
+    let last = tab.call_demo("lastId", &[]).await?;
+    Ok(last.as_str().map(str::to_owned))
+}
+
+/// The `seq` of every broadcast id the page saw, in order.
+async fn seqs(tab: &Tab) -> Result<Vec<u64>> {
+    let ids = tab.call_demo("ids", &[]).await?;
+    Ok(ids
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|id| id.as_str().and_then(seq))
+        .collect())
+}
+
+/// The `seq` of an id `<run>-<seq>`.
+fn seq(id: &str) -> Option<u64> {
+    id.rsplit_once('-')?.1.parse().ok()
 }
 
 async fn page_loads(tab: &Tab) -> Result<()> {
-    tab.wait_for("the state to be open", "demo.state === 'open'", PATIENCE)
-        .await?;
-    tab.wait_for("Gotcha", &count_js("Gotcha"), PATIENCE)
-        .await?;
-    tab.wait_for("a tick", &count_js("Hello hello!"), PATIENCE)
-        .await?;
+    wait_until("the state to be open", PATIENCE, async || {
+        is_open(tab).await
+    })
+    .await?;
+    wait_until("Gotcha", PATIENCE, async || {
+        Ok(count(tab, "Gotcha").await? > 0)
+    })
+    .await?;
+    let ticked = async || Ok(count(tab, "Hello hello!").await? > 0);
+    wait_until("a tick", PATIENCE, ticked).await?;
     let shown = tab
         .eval("document.getElementById('state').textContent")
         .await?;
@@ -213,34 +261,29 @@ async fn page_loads(tab: &Tab) -> Result<()> {
 }
 
 async fn send_reaches_both_tabs(first: &Tab, second: &Tab) -> Result<()> {
-    second
-        .wait_for("the second tab to open", "demo.state === 'open'", PATIENCE)
-        .await?;
+    wait_until("the second tab to open", PATIENCE, async || {
+        is_open(second).await
+    })
+    .await?;
     // Let the greetings each tab sent on opening settle before counting.
     tokio::time::sleep(INTERVAL * 2).await;
-    let changed = count_js("Something changed");
-    let before = (first.eval(&changed).await?, second.eval(&changed).await?);
-    first
-        .eval("document.getElementById('send').click()")
-        .await?;
+    let changed = "Something changed";
+    let before = (count(first, changed).await?, count(second, changed).await?);
+    // The text the message field starts with, so the screenshot shows it.
+    first.call_demo("send", &[json!("Hey there")]).await?;
     for (tab, before, which) in [
-        (first, &before.0, "the sending tab"),
-        (second, &before.1, "the other tab"),
+        (first, before.0, "the sending tab"),
+        (second, before.1, "the other tab"),
     ] {
-        let grown = format!("{changed} > {before}");
-        tab.wait_for(&format!("Something changed in {which}"), &grown, PATIENCE)
-            .await?;
+        let grown = async || Ok(count(tab, changed).await? > before);
+        wait_until(&format!("Something changed in {which}"), PATIENCE, grown).await?;
     }
     Ok(())
 }
 
 async fn screenshot(tab: &Tab, package: &str) -> Result<()> {
-    tab.wait_for(
-        "a few ticks",
-        &format!("{} >= 3", count_js("Hello hello!")),
-        PATIENCE,
-    )
-    .await?;
+    let ticked = async || Ok(count(tab, "Hello hello!").await? >= 3);
+    wait_until("a few ticks", PATIENCE, ticked).await?;
     let path = target_dir().join("e2e").join(format!("{package}.png"));
     tab.screenshot(&path).await?;
     say!("     saved {}", path.display());
@@ -253,23 +296,13 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| servers::root().join("target"))
 }
 
-/// The `seq` of an id `<run>-<seq>`.
-fn seq(id: &str) -> Option<u64> {
-    id.rsplit_once('-')?.1.parse().ok()
-}
-
 async fn close_stops_and_reconnect_resumes(tab: &Tab) -> Result<()> {
-    tab.wait_for("a tick with an id", "demo.lastId", PATIENCE)
-        .await?;
-    tab.eval("document.getElementById('close').click()").await?;
-    tab.wait_for(
-        "the state to be closed",
-        "demo.state === 'closed'",
-        PATIENCE,
-    )
-    .await?;
-    let last = tab.eval("demo.lastId").await?;
-    let last = last.as_str().context("no last id")?.to_owned();
+    let has_id = async || Ok(last_id(tab).await?.is_some());
+    wait_until("a tick with an id", PATIENCE, has_id).await?;
+    tab.call_demo("close", &[]).await?;
+    let closed = async || Ok(state(tab).await? == "closed");
+    wait_until("the state to be closed", PATIENCE, closed).await?;
+    let last = last_id(tab).await?.context("no last id")?;
     let length = entries(tab).await?.len();
     // Nothing may arrive while closed: watch for three intervals.
     tokio::time::sleep(INTERVAL * 3).await;
@@ -277,30 +310,19 @@ async fn close_stops_and_reconnect_resumes(tab: &Tab) -> Result<()> {
     if now.len() != length {
         bail!("the log grew while closed: {:?}", &now[length..]);
     }
-    tab.eval("document.getElementById('reconnect').click()")
-        .await?;
-    tab.wait_for(
-        "the state to be open again",
-        "demo.state === 'open'",
-        PATIENCE,
-    )
+    tab.call_demo("reconnect", &[]).await?;
+    wait_until("the state to be open again", PATIENCE, async || {
+        is_open(tab).await
+    })
     .await?;
     // The ticks broadcast while closed are replayed, then live ones follow.
-    let expected = seq(&last).context("a malformed id")? + 4;
-    let caught_up = format!("demo.ids.some(id => Number(id.split('-')[1]) >= {expected})");
-    tab.wait_for("replayed and live ticks", &caught_up, PATIENCE)
-        .await?;
-    let ids = tab.eval("demo.ids").await?;
-    let seqs: Vec<u64> = ids
-        .as_array()
+    let last_seq = seq(&last).context("a malformed id")?;
+    let caught_up = async || Ok(seqs(tab).await?.iter().any(|&each| each >= last_seq + 4));
+    wait_until("replayed and live ticks", PATIENCE, caught_up).await?;
+    let after: Vec<u64> = seqs(tab)
+        .await?
         .into_iter()
-        .flatten()
-        .filter_map(|id| id.as_str().and_then(seq))
-        .collect();
-    let after: Vec<u64> = seqs
-        .iter()
-        .copied()
-        .skip_while(|each| Some(*each) != seq(&last))
+        .skip_while(|&each| each != last_seq)
         .collect();
     let consecutive = after.windows(2).all(|pair| pair[1] == pair[0] + 1);
     if !consecutive {
@@ -310,33 +332,33 @@ async fn close_stops_and_reconnect_resumes(tab: &Tab) -> Result<()> {
 }
 
 async fn comes_back_after_restart(running: &mut Running, tab: &Tab) -> Result<()> {
-    tab.wait_for("the state to be open", "demo.state === 'open'", PATIENCE)
-        .await?;
-    let reconnects = tab.eval("demo.reconnects").await?;
-    let troubles = "demo.entries.filter(e => e.kind === 'error' || e.kind === 'close').length";
-    let before = tab.eval(troubles).await?;
+    wait_until("the state to be open", PATIENCE, async || {
+        is_open(tab).await
+    })
+    .await?;
+    let reconnected_before = reconnects(tab).await?;
+    let troubles = async || {
+        let entries = entries(tab).await?;
+        let trouble = |entry: &&Entry| entry.kind == "error" || entry.kind == "close";
+        Ok::<_, anyhow::Error>(entries.iter().filter(trouble).count())
+    };
+    let troubles_before = troubles().await?;
     running.restart().await?;
-    let noticed = format!("{troubles} > {before}");
-    tab.wait_for("the page to notice", &noticed, PATIENCE)
-        .await?;
-    let back = format!("demo.state === 'open' && demo.reconnects > {reconnects}");
-    tab.wait_for("the page to reconnect", &back, PATIENCE)
-        .await?;
+    let noticed = async || Ok(troubles().await? > troubles_before);
+    wait_until("the page to notice", PATIENCE, noticed).await?;
+    let back = async || Ok(is_open(tab).await? && reconnects(tab).await? > reconnected_before);
+    wait_until("the page to reconnect", PATIENCE, back).await?;
     // Ids from the old run cannot be resumed: the page says what was missed.
-    tab.wait_for(
-        "the missed-messages notice",
-        "demo.entries.some(e => e.kind === 'missed' && e.text.includes('restarted'))",
-        PATIENCE,
-    )
-    .await?;
-    let ticks = count_js("Hello hello!");
-    let before = tab.eval(&ticks).await?;
-    tab.wait_for(
-        "a tick from the new run",
-        &format!("{ticks} > {before}"),
-        PATIENCE,
-    )
-    .await?;
+    let told = async || {
+        let entries = entries(tab).await?;
+        Ok(entries
+            .iter()
+            .any(|entry| entry.kind == "missed" && entry.text.contains("restarted")))
+    };
+    wait_until("the missed-messages notice", PATIENCE, told).await?;
+    let ticks = count(tab, "Hello hello!").await?;
+    let ticked = async || Ok(count(tab, "Hello hello!").await? > ticks);
+    wait_until("a tick from the new run", PATIENCE, ticked).await?;
     Ok(())
 }
 
@@ -346,21 +368,13 @@ async fn other_origins_are_refused(
     ws_tab: &Tab,
     sse: &Running,
 ) -> Result<()> {
-    let socket = format!(
-        "new Promise(resolve => {{ const s = new WebSocket('ws://127.0.0.1:{}/'); \
-         s.onopen = () => {{ s.close(); resolve('opened'); }}; s.onerror = () => resolve('refused'); }})",
-        ws.port()
-    );
-    let answer = sse_tab.eval(&socket).await?;
+    let socket = format!("ws://127.0.0.1:{}/", ws.port());
+    let answer = sse_tab.call_demo("tryWebSocket", &[json!(socket)]).await?;
     if answer != "refused" {
         bail!("a WebSocket from the SSE page's origin was {answer}");
     }
-    let post = format!(
-        "fetch('http://127.0.0.1:{}/api', {{ method: 'POST', headers: {{ 'Content-Type': 'application/json' }}, \
-         body: JSON.stringify({{ message: 'cross-site' }}) }}).then(r => 'status ' + r.status, () => 'blocked')",
-        sse.port()
-    );
-    let answer = ws_tab.eval(&post).await?;
+    let api = format!("http://127.0.0.1:{}/api", sse.port());
+    let answer = ws_tab.call_demo("tryPost", &[json!(api)]).await?;
     if answer != "blocked" {
         bail!("a POST from the WebSocket page's origin got {answer}");
     }

@@ -248,13 +248,21 @@ impl Tab {
     /// Opens `url` and waits until the page has loaded.
     pub async fn goto(&self, url: &str) -> Result<()> {
         self.call("Page.navigate", json!({ "url": url })).await?;
-        self.wait_for(
+        let loaded = "document.readyState === 'complete' && location.href !== 'about:blank'";
+        wait_until(
             &format!("{url} loaded"),
-            "document.readyState === 'complete' && location.href !== 'about:blank'",
             Duration::from_secs(15),
+            async || Ok(self.eval(loaded).await? == true),
         )
         .await
-        .map(drop)
+    }
+
+    /// Calls `window.demo.<member>(args)`, the page's API for these tests, or
+    /// reads `window.demo.<member>` when it is not a function; awaits a promise.
+    /// The member and the arguments go into the page as JSON, never as code.
+    pub async fn call_demo(&self, member: &str, args: &[Value]) -> Reply {
+        let expression = format!("({CALL_DEMO})({}, {})", json!(member), json!(args));
+        self.eval(&expression).await
     }
 
     /// Evaluates `expression` (awaiting a promise) and returns its value.
@@ -272,24 +280,6 @@ impl Tab {
             bail!("{expression}: {}", text.unwrap_or("exception"));
         }
         Ok(result["result"]["value"].clone())
-    }
-
-    /// Polls `expression` until it is truthy; fails naming `what` at `limit`.
-    pub async fn wait_for(&self, what: &str, expression: &str, limit: Duration) -> Reply {
-        let deadline = Instant::now() + limit;
-        loop {
-            let value = self.eval(expression).await?;
-            let truthy = !matches!(value, Value::Null | Value::Bool(false))
-                && value != json!(0)
-                && value != json!("");
-            if truthy {
-                return Ok(value);
-            }
-            if Instant::now() > deadline {
-                bail!("timed out after {limit:?} waiting for {what}");
-            }
-            sleep(Duration::from_millis(50)).await;
-        }
     }
 
     /// Console errors and uncaught exceptions so far; clears the list.
@@ -312,5 +302,28 @@ impl Tab {
             std::fs::create_dir_all(folder).with_context(|| folder.display().to_string())?;
         }
         std::fs::write(path, png).with_context(|| path.display().to_string())
+    }
+}
+
+/// What [`Tab::call_demo`] runs in the page, with its member and arguments.
+const CALL_DEMO: &str = "(member, args) => typeof window.demo[member] === 'function' \
+     ? window.demo[member](...args) \
+     : window.demo[member]";
+
+/// Polls `check` until it holds; fails naming `what` after `limit`.
+pub async fn wait_until(
+    what: &str,
+    limit: Duration,
+    check: impl AsyncFn() -> Result<bool>,
+) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        sleep(Duration::from_millis(50)).await;
     }
 }
