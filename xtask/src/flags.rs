@@ -1,5 +1,7 @@
 //! Every task's options, in one place; `cargo xtask <task> --help` prints them.
 
+use std::ffi::OsString;
+
 use anyhow::{Result, bail};
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
@@ -83,7 +85,13 @@ impl Xtask {
     /// The command line, or `None` once help was asked for and printed. A bad
     /// option is an error of one line, like every other error of the tasks.
     pub fn from_env() -> Result<Option<Xtask>> {
-        let error = match Xtask::try_parse() {
+        Xtask::from_args(std::env::args_os())
+    }
+
+    fn from_args(
+        args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+    ) -> Result<Option<Xtask>> {
+        let error = match Xtask::try_parse_from(args) {
             Ok(xtask) => return Ok(Some(xtask)),
             Err(error) => error,
         };
@@ -128,4 +136,86 @@ fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(text: &str) -> Res
         .ok()
         .filter(|number| *number >= T::from(1))
         .ok_or_else(|| format!("'{text}' is not a number of at least 1 (see --help)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &str) -> Result<Option<Xtask>> {
+        Xtask::from_args(["xtask"].into_iter().chain(args.split_whitespace()))
+    }
+
+    fn one_line_error(args: &str) -> String {
+        let error = parse(args).expect_err(args);
+        let line = format!("{error:#}");
+        assert!(!line.contains('\n'), "{line}");
+        line
+    }
+
+    #[test]
+    fn the_declaration_is_consistent() {
+        use clap::CommandFactory;
+        Xtask::command().debug_assert();
+    }
+
+    #[test]
+    fn every_default_is_the_one_the_help_promises() {
+        let Some(Xtask {
+            task: Task::ServeAll(serve),
+        }) = parse("serve-all").unwrap()
+        else {
+            panic!("not serve-all");
+        };
+        assert_eq!(
+            (serve.bind.as_str(), serve.ws_port, serve.sse_port),
+            ("127.0.0.1", 8081, 8080)
+        );
+        let Some(Xtask {
+            task: Task::Bench(bench),
+        }) = parse("bench").unwrap()
+        else {
+            panic!("not bench");
+        };
+        assert_eq!(
+            (bench.clients, bench.messages, bench.rate),
+            (10_000, 100, 20.0)
+        );
+        assert_eq!(bench.only, None);
+    }
+
+    #[test]
+    fn only_takes_the_two_demos_by_name() {
+        let Some(Xtask {
+            task: Task::Bench(bench),
+        }) = parse("bench --only sse").unwrap()
+        else {
+            panic!("not bench");
+        };
+        assert_eq!(bench.only, Some(Kind::Sse));
+        assert_eq!(
+            one_line_error("bench --only nope"),
+            "invalid value 'nope' for '--only <SERVER>' [possible values: websocket, sse] (see --help)"
+        );
+    }
+
+    #[test]
+    fn bad_values_and_options_are_one_line_each() {
+        assert_eq!(
+            one_line_error("serve-all --sse-port 70000"),
+            "'70000' is not a port number (see --help)"
+        );
+        assert_eq!(
+            one_line_error("bench --rate 0.5"),
+            "'0.5' is not a number of at least 1 (see --help)"
+        );
+        assert_eq!(
+            one_line_error("e2e --fast"),
+            "unexpected argument '--fast' found (see --help)"
+        );
+        assert_eq!(
+            one_line_error("deploy"),
+            "unrecognized subcommand 'deploy' (see --help)"
+        );
+    }
 }
