@@ -34,10 +34,10 @@ impl flags::ServeAll {
     }
 }
 
-async fn serve(options: &flags::ServeAll) -> Result<()> {
+async fn serve(flags: &flags::ServeAll) -> Result<()> {
     let start = |kind: Kind| {
         let demo = kind.demo();
-        servers::start(demo, &options.server_args(demo), "info", Profile::Debug)
+        servers::start(demo, &flags.server_args(demo), "info", Profile::Debug)
     };
     let mut ws = start(Kind::WebSocket)?;
     let mut sse = match start(Kind::Sse) {
