@@ -24,13 +24,7 @@ pub const DEFAULTS: Defaults = Defaults {
 
 const PAGE: Page = Page {
     title: "Server-Sent Events demo",
-    intro: concat!(
-        "One way, over plain HTTP. The page reads a never-ending response from ",
-        "<code>/sse</code> with <code>EventSource</code>; to talk back it sends",
-        " ordinary <code>POST /api</code> requests. If the stream drops, the ",
-        "browser reconnects by itself and sends the last id it saw, so nothing ",
-        "is missed.",
-    ),
+    intro: include_str!("../static/intro.html"),
     script: include_str!("../static/client.js"),
 };
 

@@ -1,33 +1,38 @@
-'use strict';
 // The Server-Sent Events demo page: an EventSource for what the server pushes,
 // fetch() for what the page sends.
 
+import {
+  byId,
+  countReceived,
+  describeMissed,
+  lastSeenId,
+  log,
+  opened,
+  sawId,
+  setState,
+} from '/common.js';
+
 let source = null;
-let openedBefore = false;
 
 function connect(resume) {
   // The browser resends Last-Event-ID on its own reconnects; a new
   // EventSource (the Reconnect button) resumes with the query instead.
-  const target = resume && demo.lastId ? '/sse?lastEventId=' + encodeURIComponent(demo.lastId) : '/sse';
+  const since = resume && lastSeenId();
+  const target = since ? '/sse?lastEventId=' + encodeURIComponent(since) : '/sse';
   setState('connecting');
   const current = new EventSource(target);
   source = current;
-  current.onopen = () => {
-    if (openedBefore) demo.reconnects += 1;
-    openedBefore = true;
-    setState('open');
-    log('open', 'Opened connection 🎉');
-  };
+  current.onopen = opened;
   current.onmessage = (event) => {
-    demo.received += 1;
+    countReceived();
     // lastEventId stays set on later events without an id (like the greeting
     // after a reconnect), so an id is this event's only when it is new.
-    const id = event.lastEventId && event.lastEventId !== demo.lastId ? event.lastEventId : null;
+    const id = event.lastEventId && event.lastEventId !== lastSeenId() ? event.lastEventId : null;
     if (id) sawId(id);
     log('received', 'Received Message: ' + event.data, id);
   };
   current.addEventListener('missed', (event) => {
-    demo.received += 1;
+    countReceived();
     try {
       log('missed', describeMissed(JSON.parse(event.data)));
     } catch {

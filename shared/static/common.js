@@ -1,46 +1,62 @@
-'use strict';
-// What both demo pages share: the state badge, the counters and the log.
+// What both demo pages share: the state badge, the counters and the log, and
+// `window.demo`, the small API the browser tests (`cargo xtask e2e`) call.
 // Text goes in with textContent only: nothing a server or user sends is HTML.
-
-// Read by the browser tests; kept up to date by the page.
-const demo = (window.demo = {
-  state: 'connecting',
-  received: 0,
-  reconnects: 0,
-  lastId: null,
-  ids: [],
-  entries: [],
-});
 
 const MAX_ENTRIES = 500;
 
-function byId(id) {
+// The page's state: changed only by the functions below, read by the tests
+// through `window.demo`.
+let state = 'connecting';
+let received = 0;
+let reconnects = 0;
+let lastId = null;
+let openedBefore = false;
+const ids = [];
+const entries = [];
+
+export function byId(id) {
   return document.getElementById(id);
 }
 
-function setState(state, detail) {
-  demo.state = state;
+export function setState(next, detail) {
+  state = next;
   const badge = byId('state');
-  badge.dataset.state = state;
-  badge.textContent = state;
+  badge.dataset.state = next;
+  badge.textContent = next;
   byId('state-detail').textContent = detail || '';
 }
 
-function showCounters() {
-  byId('received').textContent = String(demo.received);
-  byId('reconnects').textContent = String(demo.reconnects);
-  byId('last-id').textContent = demo.lastId || 'none';
+// The connection opened: the first time, or once more after a drop.
+export function opened() {
+  if (openedBefore) reconnects += 1;
+  openedBefore = true;
+  setState('open');
+  log('open', 'Opened connection 🎉');
 }
 
-// Remembers a broadcast id: the page resumes after the last one it saw.
-function sawId(id) {
-  demo.lastId = id;
-  demo.ids.push(id);
+export function countReceived() {
+  received += 1;
+}
+
+// The last broadcast id the page saw: where it resumes from.
+export function lastSeenId() {
+  return lastId;
+}
+
+export function sawId(id) {
+  lastId = id;
+  ids.push(id);
   showCounters();
 }
 
-function log(kind, text, id) {
-  demo.entries.push({ kind, text, id: id || null });
+function showCounters() {
+  byId('received').textContent = String(received);
+  byId('reconnects').textContent = String(reconnects);
+  byId('last-id').textContent = lastId || 'none';
+}
+
+export function log(kind, text, id) {
+  entries.push({ kind, text, id: id || null });
   const item = document.createElement('li');
   item.dataset.kind = kind;
   const time = document.createElement('time');
@@ -65,7 +81,7 @@ function log(kind, text, id) {
   showCounters();
 }
 
-function describeMissed(notice) {
+export function describeMissed(notice) {
   const why = {
     expired: 'they are older than the messages the server keeps',
     restarted: 'the server restarted since',
@@ -73,3 +89,60 @@ function describeMissed(notice) {
   }[notice.reason] || notice.reason;
   return 'Messages were missed after ' + notice.since + ': ' + why + '. Live messages follow.';
 }
+
+// For the browser tests: the state (copies, so a test cannot change it), the
+// page's controls used as a person uses them, and what a page from this
+// origin may do to another server.
+window.demo = Object.freeze({
+  get state() {
+    return state;
+  },
+  get received() {
+    return received;
+  },
+  get reconnects() {
+    return reconnects;
+  },
+  get lastId() {
+    return lastId;
+  },
+  get ids() {
+    return [...ids];
+  },
+  get entries() {
+    return entries.map((entry) => ({ ...entry }));
+  },
+  // How many log entries mention `text`.
+  count(text) {
+    return entries.filter((entry) => entry.text.includes(text)).length;
+  },
+  send(text) {
+    byId('text').value = text;
+    byId('send').click();
+  },
+  close() {
+    byId('close').click();
+  },
+  reconnect() {
+    byId('reconnect').click();
+  },
+  // Resolves to 'opened' or 'refused'.
+  tryWebSocket(url) {
+    return new Promise((resolve) => {
+      const socket = new WebSocket(url);
+      socket.onopen = () => {
+        socket.close();
+        resolve('opened');
+      };
+      socket.onerror = () => resolve('refused');
+    });
+  },
+  // Resolves to 'status <code>', or 'blocked' when the browser refuses.
+  tryPost(url) {
+    return fetch(url, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ message: 'cross-site' }),
+    }).then((response) => 'status ' + response.status, () => 'blocked');
+  },
+});

@@ -25,12 +25,7 @@ pub const DEFAULTS: Defaults = Defaults {
 
 const PAGE: Page = Page {
     title: "WebSocket demo",
-    intro: concat!(
-        "One connection, both ways. The page opens a WebSocket to <code ",
-        "id=\"url\">/</code>: the server pushes messages down it, and the page ",
-        "sends its own up the same socket. If the connection drops, the page ",
-        "reconnects and asks for what it missed.",
-    ),
+    intro: include_str!("../static/intro.html"),
     script: include_str!("../static/client.js"),
 };
 

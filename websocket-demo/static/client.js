@@ -1,6 +1,16 @@
-'use strict';
 // The WebSocket demo page: one socket, messages both ways, and reconnection
 // with exponential backoff and jitter that resumes with ?since=<last id>.
+
+import {
+  byId,
+  countReceived,
+  describeMissed,
+  lastSeenId,
+  log,
+  opened,
+  sawId,
+  setState,
+} from '/common.js';
 
 const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/';
 const CLOSE_REASONS = {
@@ -19,20 +29,19 @@ const CLOSE_REASONS = {
 let socket = null;
 let attempts = 0;
 let retryTimer = null;
-let openedBefore = false;
+// Sockets the page closed itself (Close, Reconnect, leaving): they stay closed.
+const closedOnPurpose = new WeakSet();
 
 function connect() {
   clearTimeout(retryTimer);
-  const target = demo.lastId ? url + '?since=' + encodeURIComponent(demo.lastId) : url;
+  const since = lastSeenId();
+  const target = since ? url + '?since=' + encodeURIComponent(since) : url;
   setState('connecting');
   const current = new WebSocket(target);
   socket = current;
   current.onopen = () => {
     attempts = 0;
-    if (openedBefore) demo.reconnects += 1;
-    openedBefore = true;
-    setState('open');
-    log('open', 'Opened connection 🎉');
+    opened();
     send({ message: 'Hello' });
   };
   current.onmessage = (event) => receive(event.data);
@@ -40,8 +49,7 @@ function connect() {
   current.onclose = (event) => {
     const why = CLOSE_REASONS[event.code] || 'code ' + event.code;
     log('close', 'Closed connection (' + event.code + ': ' + (event.reason || why) + ')');
-    // A socket closed on purpose (Close, Reconnect, leaving) stays closed.
-    if (current.closedOnPurpose) {
+    if (closedOnPurpose.has(current)) {
       if (socket === current) setState('closed');
     } else {
       scheduleReconnect();
@@ -50,7 +58,7 @@ function connect() {
 }
 
 function receive(data) {
-  demo.received += 1;
+  countReceived();
   let message;
   try {
     message = JSON.parse(data);
@@ -81,7 +89,7 @@ function scheduleReconnect() {
 function closeOnPurpose() {
   clearTimeout(retryTimer);
   if (socket && socket.readyState <= WebSocket.OPEN) {
-    socket.closedOnPurpose = true;
+    closedOnPurpose.add(socket);
     socket.close(1000, 'closed by the page');
   }
 }

@@ -7,103 +7,47 @@
 //! server share this machine's cores, so the numbers are a floor, not a ceiling.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use anyhow::{Context, Result, anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
-use tokio::time::{Instant, timeout};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, Interval, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::servers::{self, Profile, SSE, WEBSOCKET};
-
-const USAGE: &str = "\
-Usage: cargo xtask bench [OPTIONS]
-
-Options:
-  --clients N       clients to connect (default 10000)
-  --messages M      messages to broadcast (default 100)
-  --rate R          messages sent per second (default 20)
-  --only websocket|sse   run one server's benchmark
-  --no-build        use the release binaries already built";
+use crate::flags;
+use crate::servers::{self, DEMOS, Demo, Kind, Profile, Server};
 
 /// How long any phase may take before the benchmark gives up.
 const LIMIT: Duration = Duration::from_secs(120);
 
-struct Options {
-    clients: usize,
-    messages: usize,
-    rate: f64,
-    packages: Vec<&'static str>,
-    build: bool,
-}
-
-fn parse(args: &[String]) -> Result<Option<Options>, String> {
-    let mut options = Options {
-        clients: 10_000,
-        messages: 100,
-        rate: 20.0,
-        packages: vec![WEBSOCKET, SSE],
-        build: true,
-    };
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value (see --help)"))
-        };
-        let number = |name: &str, text: String| {
-            text.parse::<f64>()
-                .ok()
-                .filter(|n| *n >= 1.0)
-                .ok_or_else(|| format!("{name}: '{text}' is not a number of at least 1"))
-        };
-        match arg.as_str() {
-            "--clients" => options.clients = number("--clients", value("--clients")?)? as usize,
-            "--messages" => options.messages = number("--messages", value("--messages")?)? as usize,
-            "--rate" => options.rate = number("--rate", value("--rate")?)?,
-            "--only" => {
-                options.packages = match value("--only")?.as_str() {
-                    "websocket" => vec![WEBSOCKET],
-                    "sse" => vec![SSE],
-                    other => return Err(format!("--only takes websocket or sse, not '{other}'")),
-                }
-            }
-            "--no-build" => options.build = false,
-            "-h" | "--help" => return Ok(None),
-            other => return Err(format!("unknown option '{other}' (see --help)")),
+impl flags::Bench {
+    pub fn run(self) -> Result<()> {
+        allow_open_files(self.clients)?;
+        if !self.no_build {
+            servers::build(Profile::Release)?;
         }
+        let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+        let chosen = |demo: &&Demo| self.only.is_none_or(|kind| demo.kind == kind);
+        for demo in DEMOS.iter().filter(chosen) {
+            runtime.block_on(bench(demo, &self))?;
+        }
+        Ok(())
     }
-    Ok(Some(options))
-}
-
-pub fn run(args: &[String]) -> Result<(), String> {
-    let Some(options) = parse(args)? else {
-        say!("{USAGE}");
-        return Ok(());
-    };
-    allow_open_files(options.clients)?;
-    if options.build {
-        servers::build(Profile::Release)?;
-    }
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
-    for package in &options.packages {
-        runtime.block_on(bench(package, &options))?;
-    }
-    Ok(())
 }
 
 /// Every client holds a file descriptor here and one in the server, which
 /// inherits this process's limits: raise them to fit, or say why they cannot be.
-fn allow_open_files(clients: usize) -> Result<(), String> {
+fn allow_open_files(clients: usize) -> Result<()> {
     use rlimit::Resource;
     let needed = clients as u64 + 100;
-    let (soft, hard) = rlimit::getrlimit(Resource::NOFILE)
-        .map_err(|error| format!("cannot read the open file limit: {error}"))?;
+    let (soft, hard) =
+        rlimit::getrlimit(Resource::NOFILE).context("cannot read the open file limit")?;
     if soft >= needed {
         return Ok(());
     }
@@ -111,131 +55,242 @@ fn allow_open_files(clients: usize) -> Result<(), String> {
     let raised = hard < needed && rlimit::setrlimit(Resource::NOFILE, needed, needed).is_ok();
     let hard = if raised { needed } else { hard };
     if hard < needed {
-        return Err(format!(
+        bail!(
             "{clients} clients need {needed} open files, but the limit is {hard}: \
              raise it (ulimit -Hn) or use fewer --clients"
-        ));
+        );
     }
-    rlimit::setrlimit(Resource::NOFILE, needed, hard)
-        .map_err(|error| format!("cannot raise the open file limit: {error}"))
+    rlimit::setrlimit(Resource::NOFILE, needed, hard).context("cannot raise the open file limit")
 }
 
-/// When each message was sent, by sequence number (1-based).
-type SendTimes = Arc<Vec<OnceLock<Instant>>>;
+/// One server's benchmark: every phase in turn, then the report.
+async fn bench(demo: &'static Demo, flags: &flags::Bench) -> Result<()> {
+    let mut target = Target::start(demo, flags.clients).await?;
+    let memory_before = resident_bytes(target.pid);
+    let cpu_before = cpu_seconds(target.pid);
 
-/// Deliveries received so far, by every client together.
-static RECEIVED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-async fn bench(package: &'static str, options: &Options) -> Result<(), String> {
-    let args: Vec<String> = [
-        "--port",
-        "0",
-        "--interval",
-        "60m",
-        "--rate",
-        "1000000",
-        "--burst",
-        "1000000",
-        "--client-queue",
-        "4096",
-    ]
-    .iter()
-    .map(|arg| arg.to_string())
-    .chain(["--max-clients".into(), (options.clients + 10).to_string()])
-    .collect();
-    let mut server = servers::start(package, "bench", &args, "warn", Profile::Release)?;
-    let url = timeout(LIMIT, &mut server.url)
-        .await
-        .map_err(|_| format!("{package} did not start"))?
-        .map_err(|_| format!("{package} stopped: {}", server.last_error()))?;
-    let addr: SocketAddr = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .parse()
-        .map_err(|_| format!("not an address: {url}"))?;
-    let pid = server.child.id().ok_or("the server exited")?;
-    let before = resident_bytes(pid);
-    let cpu_before = cpu_seconds(pid);
-
-    let sent: SendTimes = Arc::new((0..=options.messages).map(|_| OnceLock::new()).collect());
-    let started = Instant::now();
-    let connecting = Arc::new(Semaphore::new(256));
-    let mut clients = Vec::with_capacity(options.clients);
-    // Each client says once whether it connected; a failure ends the wait at once.
-    let (ready, mut readies) = tokio::sync::mpsc::channel(options.clients.max(1));
-    for _ in 0..options.clients {
-        let (connecting, ready, sent) = (connecting.clone(), ready.clone(), sent.clone());
-        let messages = options.messages as u64;
-        let sse = package == SSE;
-        clients.push(tokio::spawn(async move {
-            let permit = connecting.acquire_owned().await;
-            let measured = if sse {
-                sse_client(addr, messages, &sent, permit, &ready).await
-            } else {
-                websocket_client(addr, messages, &sent, permit, &ready).await
-            };
-            if let Err(error) = &measured {
-                // Ends the wait for connections, if it is still waiting.
-                let _ = ready.try_send(Err(error.clone()));
-            }
-            measured
-        }));
-    }
-    for _ in 0..options.clients {
-        match timeout(LIMIT, readies.recv()).await {
-            Ok(Some(Ok(()))) => {}
-            Ok(Some(Err(error))) => return Err(format!("a client could not connect: {error}")),
-            Ok(None) | Err(_) => return Err("clients did not all connect in time".into()),
-        }
-    }
-    let connected_in = started.elapsed();
-    let after = resident_bytes(pid);
+    let tally = Tally::new(flags.messages, Arc::new(AtomicUsize::new(0)));
+    let connecting = Instant::now();
+    let clients = connect_clients(demo.kind, target.addr, flags, &tally).await?;
+    let connected_in = connecting.elapsed();
+    let memory_with_clients = resident_bytes(target.pid);
 
     let sending = Instant::now();
-    RECEIVED.store(0, std::sync::atomic::Ordering::Relaxed);
-    let expected = options.clients * options.messages;
-    let progress = tokio::spawn(async move {
-        let every = Duration::from_secs(5);
-        let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
-        loop {
-            ticks.tick().await;
-            let received = RECEIVED.load(std::sync::atomic::Ordering::Relaxed);
-            let after = sending.elapsed().as_secs_f64();
-            say!("  ... {received} of {expected} deliveries after {after:.0} s");
+    let expected = flags.clients * flags.messages;
+    let progress = tokio::spawn(show_progress(tally.received.clone(), expected, sending));
+    let delivered = async {
+        timeout(LIMIT, send_messages(demo.kind, target.addr, flags, &tally))
+            .await
+            .context("sending took too long")??;
+        collect(clients, expected, sending).await
+    }
+    .await;
+    progress.abort();
+    let (latencies, last_receipt) = delivered?;
+    let server_cpu = cpu_seconds(target.pid) - cpu_before;
+    target.server.stop().await;
+
+    report(
+        demo,
+        flags,
+        Numbers {
+            connected_in,
+            memory_before,
+            memory_with_clients,
+            server_cpu,
+            sending_took: last_receipt.duration_since(sending),
+            latencies,
+        },
+    );
+    Ok(())
+}
+
+/// A release build of one server, started for many clients, and where it is.
+struct Target {
+    server: Server,
+    addr: SocketAddr,
+    pid: u32,
+}
+
+impl Target {
+    async fn start(demo: &'static Demo, clients: usize) -> Result<Target> {
+        // Only the benchmark's own messages: no ticks, and no limits in the way.
+        let args: Vec<String> = [
+            "--port",
+            "0",
+            "--interval",
+            "60m",
+            "--rate",
+            "1000000",
+            "--burst",
+            "1000000",
+            "--client-queue",
+            "4096",
+        ]
+        .iter()
+        .map(|arg| arg.to_string())
+        .chain(["--max-clients".into(), (clients + 10).to_string()])
+        .collect();
+        let package = demo.package;
+        let mut server = servers::start(demo, &args, "warn", Profile::Release)?;
+        let url = timeout(LIMIT, &mut server.url)
+            .await
+            .map_err(|_| anyhow!("{package} did not start"))?
+            .map_err(|_| anyhow!("{package} stopped: {}", server.last_error()))?;
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .with_context(|| format!("not an address: {url}"))?;
+        let pid = server.child.id().context("the server exited")?;
+        Ok(Target { server, addr, pid })
+    }
+}
+
+/// What the sender, the clients and the progress line share.
+#[derive(Clone)]
+struct Tally {
+    /// When each message was sent, by sequence number (1-based).
+    sent: Arc<Vec<OnceLock<Instant>>>,
+    /// Deliveries received so far, by every client together.
+    received: Arc<AtomicUsize>,
+}
+
+impl Tally {
+    fn new(messages: usize, received: Arc<AtomicUsize>) -> Tally {
+        let sent = (0..=messages).map(|_| OnceLock::new()).collect();
+        Tally {
+            sent: Arc::new(sent),
+            received,
         }
-    });
-    let sender = send_messages(package, addr, options, sent.clone());
-    timeout(LIMIT, sender)
-        .await
-        .map_err(|_| "sending took too long")??;
-    let mut latencies = Vec::with_capacity(options.clients * options.messages);
-    let mut last_receipt = sending;
+    }
+
+    fn sending(&self, seq: usize) {
+        let _ = self.sent[seq].set(Instant::now());
+    }
+
+    /// Counts one delivery of message `seq`: how long since it was sent.
+    fn latency(&self, seq: usize) -> Result<Duration> {
+        self.received.fetch_add(1, Ordering::Relaxed);
+        let at = self
+            .sent
+            .get(seq)
+            .and_then(OnceLock::get)
+            .with_context(|| format!("received message {seq} before it was sent"))?;
+        Ok(at.elapsed())
+    }
+}
+
+/// What one client measured: a latency per message, and when it got the last.
+type Measured = Result<(Vec<Duration>, Instant)>;
+
+/// Starts every client, at most 256 connecting at a time, and waits until
+/// each is greeted; the first that cannot connect ends the wait at once.
+async fn connect_clients(
+    kind: Kind,
+    addr: SocketAddr,
+    flags: &flags::Bench,
+    tally: &Tally,
+) -> Result<Vec<JoinHandle<Measured>>> {
+    let connecting = Arc::new(Semaphore::new(256));
+    let (ready, mut readies) = mpsc::channel(flags.clients.max(1));
+    let messages = flags.messages as u64;
+    let clients = (0..flags.clients)
+        .map(|_| {
+            let (connecting, ready, tally) = (connecting.clone(), ready.clone(), tally.clone());
+            tokio::spawn(async move {
+                let permit = connecting.acquire_owned().await;
+                let measured = match kind {
+                    Kind::WebSocket => {
+                        websocket_client(addr, messages, &tally, permit, &ready).await
+                    }
+                    Kind::Sse => sse_client(addr, messages, &tally, permit, &ready).await,
+                };
+                if let Err(error) = &measured {
+                    // Ends the wait for connections, if it is still waiting.
+                    let _ = ready.try_send(Err(format!("{error:#}")));
+                }
+                measured
+            })
+        })
+        .collect();
+    for _ in 0..flags.clients {
+        match timeout(LIMIT, readies.recv()).await {
+            Ok(Some(Ok(()))) => {}
+            Ok(Some(Err(error))) => bail!("a client could not connect: {error}"),
+            Ok(None) | Err(_) => bail!("clients did not all connect in time"),
+        }
+    }
+    Ok(clients)
+}
+
+/// Every 5 s, how many deliveries have arrived; runs until aborted.
+async fn show_progress(received: Arc<AtomicUsize>, expected: usize, since: Instant) {
+    let every = Duration::from_secs(5);
+    let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
+    loop {
+        ticks.tick().await;
+        let received = received.load(Ordering::Relaxed);
+        let after = since.elapsed().as_secs_f64();
+        say!("  ... {received} of {expected} deliveries after {after:.0} s");
+    }
+}
+
+/// Waits for every client to receive every message: all their latencies, and
+/// when the last delivery arrived.
+async fn collect(
+    clients: Vec<JoinHandle<Measured>>,
+    expected: usize,
+    since: Instant,
+) -> Result<(Vec<Duration>, Instant)> {
+    let mut latencies = Vec::with_capacity(expected);
+    let mut last_receipt = since;
     for client in clients {
         let (mut client_latencies, last) = timeout(LIMIT, client)
             .await
-            .map_err(|_| "a client did not receive everything in time")?
-            .map_err(|error| format!("a client failed: {error}"))??;
+            .context("a client did not receive everything in time")?
+            .context("a client failed")??;
         latencies.append(&mut client_latencies);
         last_receipt = last_receipt.max(last);
     }
-    progress.abort();
-    let server_cpu = cpu_seconds(pid) - cpu_before;
-    server.stop().await;
+    Ok((latencies, last_receipt))
+}
 
+/// What one run measured, for its report.
+struct Numbers {
+    connected_in: Duration,
+    memory_before: u64,
+    memory_with_clients: u64,
+    /// From connecting the first client to the last receipt.
+    server_cpu: f64,
+    /// From the first send to the last receipt.
+    sending_took: Duration,
+    latencies: Vec<Duration>,
+}
+
+fn report(demo: &Demo, flags: &flags::Bench, numbers: Numbers) {
+    let Numbers {
+        connected_in,
+        memory_before: before,
+        memory_with_clients: after,
+        server_cpu,
+        sending_took,
+        mut latencies,
+    } = numbers;
     let delivered = latencies.len();
-    let elapsed = last_receipt.duration_since(sending).as_secs_f64();
+    let elapsed = sending_took.as_secs_f64();
     latencies.sort_unstable();
     let percentile = |p: f64| {
         let index = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
         format!("{:.2} ms", latencies[index].as_secs_f64() * 1000.0)
     };
-    let per_client = after.saturating_sub(before) as f64 / options.clients as f64;
-    say!("{package}:");
+    let per_client = after.saturating_sub(before) as f64 / flags.clients as f64;
+    say!("{}:", demo.package);
     say!(
         "  {} clients connected in {:.2} s ({:.0} a second)",
-        options.clients,
+        flags.clients,
         connected_in.as_secs_f64(),
-        options.clients as f64 / connected_in.as_secs_f64()
+        flags.clients as f64 / connected_in.as_secs_f64()
     );
     say!(
         "  server memory: {:.1} MiB before, {:.1} MiB with every client: {:.1} KiB per connection",
@@ -245,8 +300,8 @@ async fn bench(package: &'static str, options: &Options) -> Result<(), String> {
     );
     say!(
         "  {} broadcasts at {}/s: {delivered} deliveries in {elapsed:.2} s = {:.0} deliveries a second",
-        options.messages,
-        options.rate,
+        flags.messages,
+        flags.rate,
         delivered as f64 / elapsed
     );
     say!(
@@ -261,57 +316,40 @@ async fn bench(package: &'static str, options: &Options) -> Result<(), String> {
         percentile(0.99),
         percentile(1.0)
     );
-    Ok(())
 }
-
-/// What one client measured: a latency per message, and when it got the last.
-type Measured = Result<(Vec<Duration>, Instant), String>;
 
 fn seq(id: &str) -> Option<usize> {
     id.rsplit_once('-')?.1.trim().parse().ok()
 }
 
-fn latency(sent: &SendTimes, seq: usize) -> Result<Duration, String> {
-    RECEIVED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let at = sent
-        .get(seq)
-        .and_then(OnceLock::get)
-        .ok_or_else(|| format!("received message {seq} before it was sent"))?;
-    Ok(at.elapsed())
-}
-
 /// Tells the benchmark a client is connected and greeted, or why it is not.
-type Ready = tokio::sync::mpsc::Sender<Result<(), String>>;
+type Ready = mpsc::Sender<Result<(), String>>;
 type Permit = Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError>;
 
 async fn websocket_client(
     addr: SocketAddr,
     messages: u64,
-    sent: &SendTimes,
+    tally: &Tally,
     permit: Permit,
     ready: &Ready,
 ) -> Measured {
     let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
         .await
-        .map_err(|error| format!("connect: {error}"))?;
+        .context("connect")?;
     let _greeting = socket.next().await;
     drop(permit);
     let _ = ready.send(Ok(())).await;
     let mut latencies = Vec::with_capacity(messages as usize);
     while latencies.len() < messages as usize {
-        let message = socket
-            .next()
-            .await
-            .ok_or("closed")?
-            .map_err(|error| error.to_string())?;
+        let message = socket.next().await.context("closed")??;
         if let Message::Text(text) = message {
             let id = text
                 .split("\"id\":\"")
                 .nth(1)
                 .and_then(|rest| rest.split('"').next())
                 .and_then(seq)
-                .ok_or_else(|| format!("no id in {text}"))?;
-            latencies.push(latency(sent, id)?);
+                .with_context(|| format!("no id in {text}"))?;
+            latencies.push(tally.latency(id)?);
         }
     }
     Ok((latencies, Instant::now()))
@@ -320,17 +358,14 @@ async fn websocket_client(
 async fn sse_client(
     addr: SocketAddr,
     messages: u64,
-    sent: &SendTimes,
+    tally: &Tally,
     permit: Permit,
     ready: &Ready,
 ) -> Measured {
-    let mut stream = TcpStream::connect(addr)
-        .await
-        .map_err(|error| format!("connect: {error}"))?;
+    let mut stream = TcpStream::connect(addr).await.context("connect")?;
     stream
         .write_all(b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .map_err(|error| error.to_string())?;
+        .await?;
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     // Up to the greeting: the head, `retry:`, then `data: {"message":"Gotcha"}`.
@@ -343,8 +378,8 @@ async fn sse_client(
     while latencies.len() < messages as usize {
         next_line(&mut reader, &mut line).await?;
         if let Some(id) = line.strip_prefix("id: ") {
-            let id = seq(id).ok_or_else(|| format!("bad id line {line:?}"))?;
-            latencies.push(latency(sent, id)?);
+            let id = seq(id).with_context(|| format!("bad id line {line:?}"))?;
+            latencies.push(tally.latency(id)?);
         }
     }
     Ok((latencies, Instant::now()))
@@ -354,78 +389,83 @@ async fn sse_client(
 async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
     reader: &mut R,
     line: &mut String,
-) -> Result<(), String> {
+) -> Result<()> {
     line.clear();
-    match reader.read_line(line).await {
-        Ok(0) => Err("the server closed the connection".into()),
-        Ok(_) => Ok(()),
-        Err(error) => Err(error.to_string()),
+    if reader.read_line(line).await? == 0 {
+        bail!("the server closed the connection");
     }
+    Ok(())
 }
 
 /// Sends the messages at the chosen rate: over a WebSocket, or as POSTs.
 async fn send_messages(
-    package: &str,
+    kind: Kind,
     addr: SocketAddr,
-    options: &Options,
-    sent: SendTimes,
-) -> Result<(), String> {
-    let body = r#"{"message":"bench"}"#;
-    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / options.rate));
-    if package == WEBSOCKET {
-        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/"))
-            .await
-            .map_err(|error| format!("sender: {error}"))?;
-        // The sender reads nothing until the end; the server would only drop
-        // it as slow after thousands of messages, far more than a run sends.
-        for seq in 1..=options.messages {
-            ticks.tick().await;
-            let _ = sent[seq].set(Instant::now());
-            socket
-                .send(Message::text(body))
-                .await
-                .map_err(|error| format!("sender: {error}"))?;
-        }
-        // Close cleanly: closing a socket with unread data resets it, and the
-        // server could lose the last messages still in its buffer.
-        let _ = socket.close(None).await;
-        while let Some(Ok(_)) = socket.next().await {}
-    } else {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|error| format!("sender: {error}"))?;
-        let request = format!(
-            "POST /api HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let mut reader = BufReader::new(&mut stream);
-        for seq in 1..=options.messages {
-            ticks.tick().await;
-            let _ = sent[seq].set(Instant::now());
-            reader
-                .get_mut()
-                .write_all(request.as_bytes())
-                .await
-                .map_err(|error| format!("sender: {error}"))?;
-            // Read the answer before the next: its head, then its body.
-            let mut line = String::new();
-            let mut length = 0;
-            loop {
-                next_line(&mut reader, &mut line).await?;
-                let lower = line.to_ascii_lowercase();
-                if let Some(value) = lower.strip_prefix("content-length:") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-                if line == "\r\n" {
-                    break;
-                }
+    flags: &flags::Bench,
+    tally: &Tally,
+) -> Result<()> {
+    let ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / flags.rate));
+    match kind {
+        Kind::WebSocket => send_over_a_websocket(addr, flags.messages, ticks, tally).await,
+        Kind::Sse => post_to_the_api(addr, flags.messages, ticks, tally).await,
+    }
+    .context("sender")
+}
+
+const BODY: &str = r#"{"message":"bench"}"#;
+
+async fn send_over_a_websocket(
+    addr: SocketAddr,
+    messages: usize,
+    mut ticks: Interval,
+    tally: &Tally,
+) -> Result<()> {
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/")).await?;
+    // The sender reads nothing until the end; the server would only drop
+    // it as slow after thousands of messages, far more than a run sends.
+    for seq in 1..=messages {
+        ticks.tick().await;
+        tally.sending(seq);
+        socket.send(Message::text(BODY)).await?;
+    }
+    // Close cleanly: closing a socket with unread data resets it, and the
+    // server could lose the last messages still in its buffer.
+    let _ = socket.close(None).await;
+    while let Some(Ok(_)) = socket.next().await {}
+    Ok(())
+}
+
+async fn post_to_the_api(
+    addr: SocketAddr,
+    messages: usize,
+    mut ticks: Interval,
+    tally: &Tally,
+) -> Result<()> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let request = format!(
+        "POST /api HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let mut reader = BufReader::new(&mut stream);
+    for seq in 1..=messages {
+        ticks.tick().await;
+        tally.sending(seq);
+        reader.get_mut().write_all(request.as_bytes()).await?;
+        // Read the answer before the next: its head, then its body.
+        let mut line = String::new();
+        let mut length = 0;
+        loop {
+            next_line(&mut reader, &mut line).await?;
+            let lower = line.to_ascii_lowercase();
+            if let Some(value) = lower.strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap_or(0);
             }
-            let mut body = vec![0; length];
-            reader
-                .read_exact(&mut body)
-                .await
-                .map_err(|error| error.to_string())?;
+            if line == "\r\n" {
+                break;
+            }
         }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).await?;
     }
     Ok(())
 }

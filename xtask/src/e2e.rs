@@ -8,87 +8,59 @@ mod cdp;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cdp::{Browser, Tab};
-use serde_json::Value;
+use anyhow::{Context, Result, bail};
+use cdp::{Browser, Tab, wait_until};
+use serde_json::json;
 
-use crate::servers::{self, Profile, SSE, Server, WEBSOCKET};
+use crate::flags;
+use crate::servers::{self, Demo, Kind, Profile, Server};
 
 /// A short tick, so every check sees several.
 const INTERVAL: Duration = Duration::from_millis(300);
 const PATIENCE: Duration = Duration::from_secs(15);
 
-const USAGE: &str = "\
-Usage: cargo xtask e2e [--no-build]
-
-Starts both demo servers on free ports, drives their pages in headless
-Chromium (Debian's chromium package), prints PASS or FAIL for each check, and
-saves screenshots under target/e2e/. Exits non-zero if any check fails.";
-
-pub fn run(args: &[String]) -> Result<(), String> {
-    let mut build = true;
-    for arg in args {
-        match arg.as_str() {
-            "--no-build" => build = false,
-            "-h" | "--help" => {
-                say!("{USAGE}");
-                return Ok(());
-            }
-            other => return Err(format!("unknown option '{other}' (see --help)")),
+impl flags::E2e {
+    pub fn run(self) -> Result<()> {
+        if !self.no_build {
+            servers::build(Profile::Debug)?;
         }
-    }
-    if build {
-        servers::build(Profile::Debug)?;
-    }
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
-    let report = runtime.block_on(suite())?;
-    say!("e2e: {} passed, {} failed", report.passed, report.failed);
-    if report.failed == 0 {
+        let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+        let report = runtime.block_on(suite())?;
+        say!("e2e: {} passed, {} failed", report.passed, report.failed);
+        if report.failed > 0 {
+            bail!("{} browser check(s) failed", report.failed);
+        }
         Ok(())
-    } else {
-        Err(format!("{} browser check(s) failed", report.failed))
     }
 }
 
-/// One demo under test.
-struct Demo {
-    name: &'static str,
-    package: &'static str,
-    prefix: &'static str,
+/// One demo under test, and where its page is.
+struct Running {
+    demo: &'static Demo,
     server: Server,
     url: String,
 }
 
-impl Demo {
-    async fn start(package: &'static str, prefix: &'static str, port: u16) -> Result<Demo, String> {
+impl Running {
+    async fn start(demo: &'static Demo, port: u16) -> Result<Running> {
         let args = [
             "--port".to_owned(),
             port.to_string(),
             "--interval".to_owned(),
             format!("{}ms", INTERVAL.as_millis()),
         ];
-        let mut server = servers::start(package, prefix, &args, "warn", Profile::Debug)?;
+        let package = demo.package;
+        let mut server = servers::start(demo, &args, "warn", Profile::Debug)?;
         let url = tokio::time::timeout(PATIENCE, &mut server.url)
             .await
-            .map_err(|_| format!("{package} did not start within {PATIENCE:?}"))?
+            .map_err(|_| anyhow::anyhow!("{package} did not start within {PATIENCE:?}"))?
             .map_err(|_| {
-                format!(
+                anyhow::anyhow!(
                     "{package} stopped before listening: {}",
                     server.last_error()
                 )
             })?;
-        let name = if package == WEBSOCKET {
-            "WebSocket"
-        } else {
-            "SSE"
-        };
-        Ok(Demo {
-            name,
-            package,
-            prefix,
-            server,
-            url,
-        })
+        Ok(Running { demo, server, url })
     }
 
     fn port(&self) -> u16 {
@@ -101,14 +73,14 @@ impl Demo {
     }
 
     /// Stops the server and starts it again on the same port.
-    async fn restart(&mut self) -> Result<(), String> {
+    async fn restart(&mut self) -> Result<()> {
         self.server.stop().await;
         let port = self.port();
-        *self = Demo::start(self.package, self.prefix, port).await?;
+        *self = Running::start(self.demo, port).await?;
         Ok(())
     }
 
-    async fn open_tab(&self, browser: &Browser) -> Result<Tab, String> {
+    async fn open_tab(&self, browser: &Browser) -> Result<Tab> {
         let tab = browser.new_tab().await?;
         tab.goto(&self.url).await?;
         Ok(tab)
@@ -123,7 +95,7 @@ struct Report {
 }
 
 impl Report {
-    fn check(&mut self, name: &str, result: Result<(), String>) {
+    fn check(&mut self, name: &str, result: Result<()>) {
         match result {
             Ok(()) => {
                 self.passed += 1;
@@ -131,56 +103,59 @@ impl Report {
             }
             Err(why) => {
                 self.failed += 1;
-                say!("FAIL {name}: {why}");
+                say!("FAIL {name}: {why:#}");
             }
         }
     }
 }
 
-async fn suite() -> Result<Report, String> {
+async fn suite() -> Result<Report> {
     let mut demos = [
-        Demo::start(WEBSOCKET, "ws", 0).await?,
-        Demo::start(SSE, "sse", 0).await?,
+        Running::start(Kind::WebSocket.demo(), 0).await?,
+        Running::start(Kind::Sse.demo(), 0).await?,
     ];
     let browser = Browser::launch().await?;
     let mut report = Report::default();
     let mut first_tabs = Vec::new();
-    for demo in &demos {
-        let tab = demo.open_tab(&browser).await?;
+    for running in &demos {
+        let tab = running.open_tab(&browser).await?;
         let loaded = page_loads(&tab).await;
         report.check(
             &format!(
                 "{}: the page loads, opens, greets and ticks without console errors",
-                demo.name
+                running.demo.name
             ),
             loaded,
         );
         first_tabs.push(tab);
     }
-    for (demo, tab) in demos.iter().zip(&first_tabs) {
-        let second = demo.open_tab(&browser).await?;
+    for (running, tab) in demos.iter().zip(&first_tabs) {
+        let second = running.open_tab(&browser).await?;
         let sent = send_reaches_both_tabs(tab, &second).await;
         report.check(
-            &format!("{}: Send shows Something changed in both tabs", demo.name),
+            &format!(
+                "{}: Send shows Something changed in both tabs",
+                running.demo.name
+            ),
             sent,
         );
-        let shot = screenshot(tab, demo.package).await;
-        report.check(&format!("{}: screenshot saved", demo.name), shot);
+        let shot = screenshot(tab, running.demo.package).await;
+        report.check(&format!("{}: screenshot saved", running.demo.name), shot);
         let closed = close_stops_and_reconnect_resumes(&second).await;
         report.check(
             &format!(
                 "{}: Close stops the log, Reconnect resumes without a gap",
-                demo.name
+                running.demo.name
             ),
             closed,
         );
     }
-    for (demo, tab) in demos.iter_mut().zip(&first_tabs) {
-        let restarted = comes_back_after_restart(demo, tab).await;
+    for (running, tab) in demos.iter_mut().zip(&first_tabs) {
+        let restarted = comes_back_after_restart(running, tab).await;
         report.check(
             &format!(
                 "{}: the page reconnects by itself after a server restart",
-                demo.name
+                running.demo.name
             ),
             restarted,
         );
@@ -188,85 +163,127 @@ async fn suite() -> Result<Report, String> {
     let [ws, sse] = &demos;
     let refused = other_origins_are_refused(&first_tabs[1], ws, &first_tabs[0], sse).await;
     report.check("Origins: pages from another origin are refused", refused);
-    for demo in &mut demos {
-        demo.server.stop().await;
+    for running in &mut demos {
+        running.server.stop().await;
     }
     Ok(report)
 }
 
-/// The log's entries, as `[kind, text, id]`, for checks written in Rust.
-async fn entries(tab: &Tab) -> Result<Vec<(String, String, Option<String>)>, String> {
-    let value = tab.eval("JSON.stringify(demo.entries)").await?;
-    let entries: Vec<Value> = serde_json::from_str(value.as_str().unwrap_or("[]"))
-        .map_err(|error| format!("demo.entries is not JSON: {error}"))?;
+// What the page's `window.demo` says, read through `Tab::call_demo`.
+
+/// One log entry, as the page keeps it.
+#[derive(Debug)]
+struct Entry {
+    kind: String,
+    text: String,
+}
+
+async fn entries(tab: &Tab) -> Result<Vec<Entry>> {
+    let entries = tab.call_demo("entries", &[]).await?;
+    let entries = entries.as_array().context("demo.entries is not a list")?;
     Ok(entries
         .iter()
         .map(|entry| {
-            let text = |key: &str| entry[key].as_str().map(str::to_owned);
-            (
-                text("kind").unwrap_or_default(),
-                text("text").unwrap_or_default(),
-                text("id"),
-            )
+            let text = |key: &str| entry[key].as_str().unwrap_or_default().to_owned();
+            Entry {
+                kind: text("kind"),
+                text: text("text"),
+            }
         })
         .collect())
 }
 
-/// How many log entries mention `needle`.
-fn count_js(needle: &str) -> String {
-    format!("demo.entries.filter(e => e.text.includes({needle:?})).length")
+/// How many log entries mention `text`.
+async fn count(tab: &Tab, text: &str) -> Result<u64> {
+    let count = tab.call_demo("count", &[json!(text)]).await?;
+    count.as_u64().context("demo.count gave no number")
 }
 
-async fn page_loads(tab: &Tab) -> Result<(), String> {
-    tab.wait_for("the state to be open", "demo.state === 'open'", PATIENCE)
-        .await?;
-    tab.wait_for("Gotcha", &count_js("Gotcha"), PATIENCE)
-        .await?;
-    tab.wait_for("a tick", &count_js("Hello hello!"), PATIENCE)
-        .await?;
+async fn state(tab: &Tab) -> Result<String> {
+    let state = tab.call_demo("state", &[]).await?;
+    Ok(state.as_str().unwrap_or_default().to_owned())
+}
+
+async fn is_open(tab: &Tab) -> Result<bool> {
+    Ok(state(tab).await? == "open")
+}
+
+async fn reconnects(tab: &Tab) -> Result<u64> {
+    let reconnects = tab.call_demo("reconnects", &[]).await?;
+    reconnects
+        .as_u64()
+        .context("demo.reconnects is not a number")
+}
+
+async fn last_id(tab: &Tab) -> Result<Option<String>> {
+    let last = tab.call_demo("lastId", &[]).await?;
+    Ok(last.as_str().map(str::to_owned))
+}
+
+/// The `seq` of every broadcast id the page saw, in order.
+async fn seqs(tab: &Tab) -> Result<Vec<u64>> {
+    let ids = tab.call_demo("ids", &[]).await?;
+    Ok(ids
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|id| id.as_str().and_then(seq))
+        .collect())
+}
+
+/// The `seq` of an id `<run>-<seq>`.
+fn seq(id: &str) -> Option<u64> {
+    id.rsplit_once('-')?.1.parse().ok()
+}
+
+async fn page_loads(tab: &Tab) -> Result<()> {
+    wait_until("the state to be open", PATIENCE, async || {
+        is_open(tab).await
+    })
+    .await?;
+    wait_until("Gotcha", PATIENCE, async || {
+        Ok(count(tab, "Gotcha").await? > 0)
+    })
+    .await?;
+    let ticked = async || Ok(count(tab, "Hello hello!").await? > 0);
+    wait_until("a tick", PATIENCE, ticked).await?;
     let shown = tab
         .eval("document.getElementById('state').textContent")
         .await?;
     if shown != "open" {
-        return Err(format!("the state badge shows {shown}"));
+        bail!("the state badge shows {shown}");
     }
     let errors = tab.take_errors();
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors.join("; "))
-    }
-}
-
-async fn send_reaches_both_tabs(first: &Tab, second: &Tab) -> Result<(), String> {
-    second
-        .wait_for("the second tab to open", "demo.state === 'open'", PATIENCE)
-        .await?;
-    // Let the greetings each tab sent on opening settle before counting.
-    tokio::time::sleep(INTERVAL * 2).await;
-    let changed = count_js("Something changed");
-    let before = (first.eval(&changed).await?, second.eval(&changed).await?);
-    first
-        .eval("document.getElementById('send').click()")
-        .await?;
-    for (tab, before, which) in [
-        (first, &before.0, "the sending tab"),
-        (second, &before.1, "the other tab"),
-    ] {
-        let grown = format!("{changed} > {before}");
-        tab.wait_for(&format!("Something changed in {which}"), &grown, PATIENCE)
-            .await?;
+    if !errors.is_empty() {
+        bail!("{}", errors.join("; "));
     }
     Ok(())
 }
 
-async fn screenshot(tab: &Tab, package: &str) -> Result<(), String> {
-    tab.wait_for(
-        "a few ticks",
-        &format!("{} >= 3", count_js("Hello hello!")),
-        PATIENCE,
-    )
+async fn send_reaches_both_tabs(first: &Tab, second: &Tab) -> Result<()> {
+    wait_until("the second tab to open", PATIENCE, async || {
+        is_open(second).await
+    })
     .await?;
+    // Let the greetings each tab sent on opening settle before counting.
+    tokio::time::sleep(INTERVAL * 2).await;
+    let changed = "Something changed";
+    let before = (count(first, changed).await?, count(second, changed).await?);
+    // The text the message field starts with, so the screenshot shows it.
+    first.call_demo("send", &[json!("Hey there")]).await?;
+    for (tab, before, which) in [
+        (first, before.0, "the sending tab"),
+        (second, before.1, "the other tab"),
+    ] {
+        let grown = async || Ok(count(tab, changed).await? > before);
+        wait_until(&format!("Something changed in {which}"), PATIENCE, grown).await?;
+    }
+    Ok(())
+}
+
+async fn screenshot(tab: &Tab, package: &str) -> Result<()> {
+    let ticked = async || Ok(count(tab, "Hello hello!").await? >= 3);
+    wait_until("a few ticks", PATIENCE, ticked).await?;
     let path = target_dir().join("e2e").join(format!("{package}.png"));
     tab.screenshot(&path).await?;
     say!("     saved {}", path.display());
@@ -279,120 +296,87 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| servers::root().join("target"))
 }
 
-/// The `seq` of an id `<run>-<seq>`.
-fn seq(id: &str) -> Option<u64> {
-    id.rsplit_once('-')?.1.parse().ok()
-}
-
-async fn close_stops_and_reconnect_resumes(tab: &Tab) -> Result<(), String> {
-    tab.wait_for("a tick with an id", "demo.lastId", PATIENCE)
-        .await?;
-    tab.eval("document.getElementById('close').click()").await?;
-    tab.wait_for(
-        "the state to be closed",
-        "demo.state === 'closed'",
-        PATIENCE,
-    )
-    .await?;
-    let last = tab.eval("demo.lastId").await?;
-    let last = last.as_str().ok_or("no last id")?.to_owned();
+async fn close_stops_and_reconnect_resumes(tab: &Tab) -> Result<()> {
+    let has_id = async || Ok(last_id(tab).await?.is_some());
+    wait_until("a tick with an id", PATIENCE, has_id).await?;
+    tab.call_demo("close", &[]).await?;
+    let closed = async || Ok(state(tab).await? == "closed");
+    wait_until("the state to be closed", PATIENCE, closed).await?;
+    let last = last_id(tab).await?.context("no last id")?;
     let length = entries(tab).await?.len();
     // Nothing may arrive while closed: watch for three intervals.
     tokio::time::sleep(INTERVAL * 3).await;
     let now = entries(tab).await?;
     if now.len() != length {
-        return Err(format!("the log grew while closed: {:?}", &now[length..]));
+        bail!("the log grew while closed: {:?}", &now[length..]);
     }
-    tab.eval("document.getElementById('reconnect').click()")
-        .await?;
-    tab.wait_for(
-        "the state to be open again",
-        "demo.state === 'open'",
-        PATIENCE,
-    )
+    tab.call_demo("reconnect", &[]).await?;
+    wait_until("the state to be open again", PATIENCE, async || {
+        is_open(tab).await
+    })
     .await?;
     // The ticks broadcast while closed are replayed, then live ones follow.
-    let expected = seq(&last).ok_or("a malformed id")? + 4;
-    let caught_up = format!("demo.ids.some(id => Number(id.split('-')[1]) >= {expected})");
-    tab.wait_for("replayed and live ticks", &caught_up, PATIENCE)
-        .await?;
-    let ids = tab.eval("demo.ids").await?;
-    let seqs: Vec<u64> = ids
-        .as_array()
+    let last_seq = seq(&last).context("a malformed id")?;
+    let caught_up = async || Ok(seqs(tab).await?.iter().any(|&each| each >= last_seq + 4));
+    wait_until("replayed and live ticks", PATIENCE, caught_up).await?;
+    let after: Vec<u64> = seqs(tab)
+        .await?
         .into_iter()
-        .flatten()
-        .filter_map(|id| id.as_str().and_then(seq))
-        .collect();
-    let after: Vec<u64> = seqs
-        .iter()
-        .copied()
-        .skip_while(|each| Some(*each) != seq(&last))
+        .skip_while(|&each| each != last_seq)
         .collect();
     let consecutive = after.windows(2).all(|pair| pair[1] == pair[0] + 1);
     if !consecutive {
-        return Err(format!("ids after {last} are not consecutive: {after:?}"));
+        bail!("ids after {last} are not consecutive: {after:?}");
     }
     Ok(())
 }
 
-async fn comes_back_after_restart(demo: &mut Demo, tab: &Tab) -> Result<(), String> {
-    tab.wait_for("the state to be open", "demo.state === 'open'", PATIENCE)
-        .await?;
-    let reconnects = tab.eval("demo.reconnects").await?;
-    let troubles = "demo.entries.filter(e => e.kind === 'error' || e.kind === 'close').length";
-    let before = tab.eval(troubles).await?;
-    demo.restart().await?;
-    let noticed = format!("{troubles} > {before}");
-    tab.wait_for("the page to notice", &noticed, PATIENCE)
-        .await?;
-    let back = format!("demo.state === 'open' && demo.reconnects > {reconnects}");
-    tab.wait_for("the page to reconnect", &back, PATIENCE)
-        .await?;
+async fn comes_back_after_restart(running: &mut Running, tab: &Tab) -> Result<()> {
+    wait_until("the state to be open", PATIENCE, async || {
+        is_open(tab).await
+    })
+    .await?;
+    let reconnected_before = reconnects(tab).await?;
+    let troubles = async || {
+        let entries = entries(tab).await?;
+        let trouble = |entry: &&Entry| entry.kind == "error" || entry.kind == "close";
+        Ok::<_, anyhow::Error>(entries.iter().filter(trouble).count())
+    };
+    let troubles_before = troubles().await?;
+    running.restart().await?;
+    let noticed = async || Ok(troubles().await? > troubles_before);
+    wait_until("the page to notice", PATIENCE, noticed).await?;
+    let back = async || Ok(is_open(tab).await? && reconnects(tab).await? > reconnected_before);
+    wait_until("the page to reconnect", PATIENCE, back).await?;
     // Ids from the old run cannot be resumed: the page says what was missed.
-    tab.wait_for(
-        "the missed-messages notice",
-        "demo.entries.some(e => e.kind === 'missed' && e.text.includes('restarted'))",
-        PATIENCE,
-    )
-    .await?;
-    let ticks = count_js("Hello hello!");
-    let before = tab.eval(&ticks).await?;
-    tab.wait_for(
-        "a tick from the new run",
-        &format!("{ticks} > {before}"),
-        PATIENCE,
-    )
-    .await?;
+    let told = async || {
+        let entries = entries(tab).await?;
+        Ok(entries
+            .iter()
+            .any(|entry| entry.kind == "missed" && entry.text.contains("restarted")))
+    };
+    wait_until("the missed-messages notice", PATIENCE, told).await?;
+    let ticks = count(tab, "Hello hello!").await?;
+    let ticked = async || Ok(count(tab, "Hello hello!").await? > ticks);
+    wait_until("a tick from the new run", PATIENCE, ticked).await?;
     Ok(())
 }
 
 async fn other_origins_are_refused(
     sse_tab: &Tab,
-    ws: &Demo,
+    ws: &Running,
     ws_tab: &Tab,
-    sse: &Demo,
-) -> Result<(), String> {
-    let socket = format!(
-        "new Promise(resolve => {{ const s = new WebSocket('ws://127.0.0.1:{}/'); \
-         s.onopen = () => {{ s.close(); resolve('opened'); }}; s.onerror = () => resolve('refused'); }})",
-        ws.port()
-    );
-    let answer = sse_tab.eval(&socket).await?;
+    sse: &Running,
+) -> Result<()> {
+    let socket = format!("ws://127.0.0.1:{}/", ws.port());
+    let answer = sse_tab.call_demo("tryWebSocket", &[json!(socket)]).await?;
     if answer != "refused" {
-        return Err(format!(
-            "a WebSocket from the SSE page's origin was {answer}"
-        ));
+        bail!("a WebSocket from the SSE page's origin was {answer}");
     }
-    let post = format!(
-        "fetch('http://127.0.0.1:{}/api', {{ method: 'POST', headers: {{ 'Content-Type': 'application/json' }}, \
-         body: JSON.stringify({{ message: 'cross-site' }}) }}).then(r => 'status ' + r.status, () => 'blocked')",
-        sse.port()
-    );
-    let answer = ws_tab.eval(&post).await?;
+    let api = format!("http://127.0.0.1:{}/api", sse.port());
+    let answer = ws_tab.call_demo("tryPost", &[json!(api)]).await?;
     if answer != "blocked" {
-        return Err(format!(
-            "a POST from the WebSocket page's origin got {answer}"
-        ));
+        bail!("a POST from the WebSocket page's origin got {answer}");
     }
     // Those refusals are logged by the browser; they are expected here.
     sse_tab.take_errors();

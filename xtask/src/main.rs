@@ -1,4 +1,8 @@
 //! The project's tasks, run as `cargo xtask <task>` (see `.cargo/config.toml`).
+//!
+//! `flags.rs` declares every task's options; `servers.rs` knows the two demos
+//! and starts them; each task has its own file: `serve_all.rs`, `e2e.rs`
+//! (with `e2e/cdp.rs`, a small DevTools client) and `bench.rs`.
 
 /// `println!` that ignores a closed stdout (`cargo xtask ... | head`).
 macro_rules! say {
@@ -10,36 +14,31 @@ macro_rules! say {
 
 mod bench;
 mod e2e;
+mod flags;
 mod serve_all;
 mod servers;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-Usage: cargo xtask <task> [OPTIONS]
-
-Tasks:
-  serve-all   run both demo servers together (--help for its options)
-  e2e         check both demo pages in headless Chromium
-  bench       measure both servers with many clients (--help for its options)";
+use flags::{Task, Xtask};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("serve-all") => serve_all::run(&args[1..]),
-        Some("e2e") => e2e::run(&args[1..]),
-        Some("bench") => bench::run(&args[1..]),
-        None | Some("-h" | "--help" | "help") => {
-            say!("{USAGE}");
-            Ok(())
-        }
-        Some(other) => Err(format!("unknown task '{other}'\n{USAGE}")),
-    };
-    match result {
+    match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("[xtask] error: {error}");
+            eprintln!("[xtask] error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let Some(xtask) = Xtask::from_env()? else {
+        return Ok(());
+    };
+    match xtask.task {
+        Task::ServeAll(flags) => flags.run(),
+        Task::E2e(flags) => flags.run(),
+        Task::Bench(flags) => flags.run(),
     }
 }

@@ -2,65 +2,30 @@
 
 use std::time::Duration;
 
-use crate::servers::{self, Profile, SSE, Server, WEBSOCKET};
+use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "\
-Usage: cargo xtask serve-all [OPTIONS]
+use crate::flags;
+use crate::servers::{self, Demo, Kind, Profile, Server};
 
-Builds and runs both demo servers, prefixing their output with [ws] and [sse].
-Ctrl-C stops both.
-
-Options:
-  --bind ADDR          address both listen on (default 127.0.0.1)
-  --ws-port N          WebSocket demo port (default 8081; 0 picks a free one)
-  --sse-port N         Server-Sent Events demo port (default 8080; 0 picks a free one)
-  --interval DURATION  time between two \"Hello hello!\" (default 3s)
-  --no-build           run the binaries already built
-  -h, --help           print this";
-
-struct Options {
-    bind: String,
-    ws_port: String,
-    sse_port: String,
-    interval: Option<String>,
-    build: bool,
-}
-
-impl Options {
-    fn parse(args: &[String]) -> Result<Option<Options>, String> {
-        let mut options = Options {
-            bind: "127.0.0.1".into(),
-            ws_port: "8081".into(),
-            sse_port: "8080".into(),
-            interval: None,
-            build: true,
-        };
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let mut value = |name: &str| {
-                args.next()
-                    .cloned()
-                    .ok_or_else(|| format!("{name} needs a value (see --help)"))
-            };
-            match arg.as_str() {
-                "--bind" => options.bind = value("--bind")?,
-                "--ws-port" => options.ws_port = port(value("--ws-port")?)?,
-                "--sse-port" => options.sse_port = port(value("--sse-port")?)?,
-                "--interval" => options.interval = Some(value("--interval")?),
-                "--no-build" => options.build = false,
-                "-h" | "--help" => return Ok(None),
-                other => return Err(format!("unknown option '{other}' (see --help)")),
-            }
+impl flags::ServeAll {
+    pub fn run(self) -> Result<()> {
+        if !self.no_build {
+            servers::build(Profile::Debug)?;
         }
-        Ok(Some(options))
+        let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+        runtime.block_on(serve(&self))
     }
 
-    fn server_args(&self, port: &str) -> Vec<String> {
+    fn server_args(&self, demo: &Demo) -> Vec<String> {
+        let port = match demo.kind {
+            Kind::WebSocket => self.ws_port,
+            Kind::Sse => self.sse_port,
+        };
         let mut args = vec![
             "--bind".into(),
             self.bind.clone(),
             "--port".into(),
-            port.into(),
+            port.to_string(),
         ];
         if let Some(interval) = &self.interval {
             args.extend(["--interval".into(), interval.clone()]);
@@ -69,41 +34,13 @@ impl Options {
     }
 }
 
-fn port(text: String) -> Result<String, String> {
-    match text.parse::<u16>() {
-        Ok(_) => Ok(text),
-        Err(_) => Err(format!("'{text}' is not a port number (see --help)")),
-    }
-}
-
-pub fn run(args: &[String]) -> Result<(), String> {
-    let Some(options) = Options::parse(args)? else {
-        say!("{USAGE}");
-        return Ok(());
+async fn serve(flags: &flags::ServeAll) -> Result<()> {
+    let start = |kind: Kind| {
+        let demo = kind.demo();
+        servers::start(demo, &flags.server_args(demo), "info", Profile::Debug)
     };
-    if options.build {
-        servers::build(Profile::Debug)?;
-    }
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
-    runtime.block_on(serve(&options))
-}
-
-async fn serve(options: &Options) -> Result<(), String> {
-    let mut ws = servers::start(
-        WEBSOCKET,
-        "ws",
-        &options.server_args(&options.ws_port),
-        "info",
-        Profile::Debug,
-    )?;
-    let mut sse = match servers::start(
-        SSE,
-        "sse",
-        &options.server_args(&options.sse_port),
-        "info",
-        Profile::Debug,
-    ) {
+    let mut ws = start(Kind::WebSocket)?;
+    let mut sse = match start(Kind::Sse) {
         Ok(sse) => sse,
         Err(error) => {
             ws.stop().await;
@@ -141,7 +78,7 @@ fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
 }
 
 /// One server stopped by itself: stop the other and say which failed, and why.
-async fn failed(status: String, stopped: &Server, other: &mut Server) -> Result<(), String> {
+async fn failed(status: String, stopped: &Server, other: &mut Server) -> Result<()> {
     // Let the last lines of its output arrive before quoting them.
     tokio::time::sleep(Duration::from_millis(50)).await;
     other.stop().await;
@@ -151,10 +88,11 @@ async fn failed(status: String, stopped: &Server, other: &mut Server) -> Result<
     } else {
         format!(": {why}")
     };
-    Err(format!(
+    bail!(
         "{} stopped by itself ({status}){why}; stopped {} too",
-        stopped.package, other.package
-    ))
+        stopped.demo.package,
+        other.demo.package
+    )
 }
 
 /// Resolves on Ctrl-C or SIGTERM, naming which.

@@ -1,16 +1,64 @@
-//! Building, finding and starting the two demo servers.
+//! The two demo servers: what they are, and building, finding and starting them.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+use anyhow::{Context, Result, bail};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::process::Child;
 use tokio::sync::oneshot;
 
-/// The two servers' packages.
-pub const WEBSOCKET: &str = "websocket-demo";
-pub const SSE: &str = "server-sent-events-demo";
+/// How a demo's clients listen and talk back: over one WebSocket both ways, or
+/// an event stream from `/sse` and `POST /api` back. Also `bench --only`'s value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    #[value(name = "websocket")]
+    WebSocket,
+    Sse,
+}
+
+/// One demo server, as the tasks know it.
+#[derive(Debug)]
+pub struct Demo {
+    /// Its package, which is also its binary's name.
+    pub package: &'static str,
+    /// What its output lines start with, in brackets.
+    pub prefix: &'static str,
+    /// How reports name it.
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Its port unless told otherwise.
+    pub default_port: u16,
+}
+
+/// Both demos; every task goes through this table rather than naming packages.
+pub static DEMOS: [Demo; 2] = [
+    Demo {
+        package: "websocket-demo",
+        prefix: "ws",
+        name: "WebSocket",
+        kind: Kind::WebSocket,
+        default_port: 8081,
+    },
+    Demo {
+        package: "server-sent-events-demo",
+        prefix: "sse",
+        name: "SSE",
+        kind: Kind::Sse,
+        default_port: 8080,
+    },
+];
+
+impl Kind {
+    /// The demo of this kind.
+    pub fn demo(self) -> &'static Demo {
+        DEMOS
+            .iter()
+            .find(|demo| demo.kind == self)
+            .expect("DEMOS has a demo of every kind")
+    }
+}
 
 /// The workspace root: the folder above this crate.
 pub fn root() -> PathBuf {
@@ -30,26 +78,24 @@ pub enum Profile {
 }
 
 /// `cargo build` of both servers, once.
-pub fn build(profile: Profile) -> Result<(), String> {
+pub fn build(profile: Profile) -> Result<()> {
     let mut command = Command::new(cargo());
-    command
-        .current_dir(root())
-        .args(["build", "--package", WEBSOCKET, "--package", SSE]);
+    command.current_dir(root()).arg("build");
+    for demo in &DEMOS {
+        command.args(["--package", demo.package]);
+    }
     if profile == Profile::Release {
         command.arg("--release");
     }
-    let status = command
-        .status()
-        .map_err(|error| format!("cannot run cargo: {error}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("building the servers failed ({status})"))
+    let status = command.status().context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building the servers failed ({status})");
     }
+    Ok(())
 }
 
 /// Where `cargo build` put a server's binary.
-pub fn binary(package: &str, profile: Profile) -> PathBuf {
+pub fn binary(demo: &Demo, profile: Profile) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
@@ -59,12 +105,12 @@ pub fn binary(package: &str, profile: Profile) -> PathBuf {
     };
     target
         .join(folder)
-        .join(format!("{package}{}", std::env::consts::EXE_SUFFIX))
+        .join(format!("{}{}", demo.package, std::env::consts::EXE_SUFFIX))
 }
 
 /// A server started by [`start`].
 pub struct Server {
-    pub package: &'static str,
+    pub demo: &'static Demo,
     pub child: Child,
     /// Resolves to the page URL once the server says where it listens.
     pub url: oneshot::Receiver<String>,
@@ -72,18 +118,17 @@ pub struct Server {
     pub last_error: Arc<Mutex<String>>,
 }
 
-/// Starts `package` with `args`, in its own process group (so a terminal's
+/// Starts `demo` with `args`, in its own process group (so a terminal's
 /// Ctrl-C reaches only us, and we decide how to stop it), copying its output
-/// with every line prefixed by `[prefix] `. `log_level` applies unless
+/// with every line prefixed by `[ws] ` or `[sse] `. `log_level` applies unless
 /// `RUST_LOG` says otherwise.
 pub fn start(
-    package: &'static str,
-    prefix: &'static str,
+    demo: &'static Demo,
     args: &[String],
     log_level: &str,
     profile: Profile,
-) -> Result<Server, String> {
-    let path = binary(package, profile);
+) -> Result<Server> {
+    let path = binary(demo, profile);
     let mut command = tokio::process::Command::new(&path);
     command
         .args(args)
@@ -97,14 +142,14 @@ pub fn start(
     }
     let mut child = command
         .spawn()
-        .map_err(|error| format!("cannot start {}: {error} (build it first?)", path.display()))?;
+        .with_context(|| format!("cannot start {} (build it first?)", path.display()))?;
     let (url_sender, url) = oneshot::channel();
     let last_error = Arc::new(Mutex::new(String::new()));
     if let Some(stdout) = child.stdout.take() {
         tokio::spawn(copy_lines(
             stdout,
             tokio::io::stdout(),
-            prefix,
+            demo.prefix,
             Some(url_sender),
             None,
         ));
@@ -113,13 +158,13 @@ pub fn start(
         tokio::spawn(copy_lines(
             stderr,
             tokio::io::stderr(),
-            prefix,
+            demo.prefix,
             None,
             Some(last_error.clone()),
         ));
     }
     Ok(Server {
-        package,
+        demo,
         child,
         url,
         last_error,
@@ -169,7 +214,7 @@ impl Server {
         if wait.await.is_err() {
             eprintln!(
                 "[xtask] {} did not stop within 10 s; killing it",
-                self.package
+                self.demo.package
             );
             let _ = self.child.kill().await;
         }

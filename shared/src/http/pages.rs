@@ -1,7 +1,9 @@
 //! The demo pages, embedded in each binary so it runs from any directory.
 //!
-//! Both pages share one layout, style sheet and script (state, counters, log);
-//! each demo brings its title, its two-line explanation and its client script.
+//! Both pages share one layout, style sheet and script (state, counters, log,
+//! and the `window.demo` API the browser tests call); each demo brings its
+//! title, its explanation (`static/intro.html`) and its client script. The
+//! scripts are ES modules: `client.js` imports what it uses from `/common.js`.
 
 use bytes::Bytes;
 use warp::http::HeaderValue;
@@ -13,9 +15,10 @@ use warp::{Filter, Rejection};
 #[derive(Debug, Clone, Copy)]
 pub struct Page {
     pub title: &'static str,
-    /// The explanation under the title; HTML (the demo's own, never user input).
+    /// The explanation under the title: HTML, the demo's own `static/intro.html`
+    /// (never user input).
     pub intro: &'static str,
-    /// The client script, served as `/client.js`.
+    /// The client script, an ES module served as `/client.js`.
     pub script: &'static str,
 }
 

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::{Context, Result, anyhow, bail};
+use data_encoding::BASE64;
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -19,7 +21,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-type Reply = Result<Value, String>;
+type Reply = Result<Value>;
 
 /// Debian's Chromium, installed by `.ci/run` when missing.
 const CHROMIUM: &str = "chromium";
@@ -45,13 +47,13 @@ impl Connection {
         lock(&self.pending).insert(id, reply);
         let sent = match self.sink.lock().await.as_mut() {
             Some(sink) => sink.send(Message::text(command.to_string())).await,
-            None => return Err(format!("{method}: not connected")),
+            None => bail!("{method}: not connected"),
         };
-        sent.map_err(|error| format!("{method}: cannot send: {error}"))?;
+        sent.with_context(|| format!("{method}: cannot send"))?;
         match timeout(COMMAND_TIMEOUT, answer).await {
-            Ok(Ok(reply)) => reply.map_err(|error| format!("{method}: {error}")),
-            Ok(Err(_)) => Err(format!("{method}: the browser went away")),
-            Err(_) => Err(format!("{method}: no answer within {COMMAND_TIMEOUT:?}")),
+            Ok(Ok(reply)) => reply.context(method.to_owned()),
+            Ok(Err(_)) => bail!("{method}: the browser went away"),
+            Err(_) => bail!("{method}: no answer within {COMMAND_TIMEOUT:?}"),
         }
     }
 
@@ -60,7 +62,7 @@ impl Connection {
         if let Some(id) = message["id"].as_u64() {
             if let Some(reply) = lock(&self.pending).remove(&id) {
                 let result = match message.get("error") {
-                    Some(error) => Err(error["message"].as_str().unwrap_or("error").to_owned()),
+                    Some(error) => Err(anyhow!("{}", error["message"].as_str().unwrap_or("error"))),
                     None => Ok(message["result"].clone()),
                 };
                 let _ = reply.send(result);
@@ -115,11 +117,10 @@ pub struct Browser {
 }
 
 impl Browser {
-    pub async fn launch() -> Result<Browser, String> {
+    pub async fn launch() -> Result<Browser> {
         let profile = std::env::temp_dir().join(format!("demo-e2e-profile-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&profile);
-        std::fs::create_dir_all(&profile)
-            .map_err(|error| format!("cannot create a profile: {error}"))?;
+        std::fs::create_dir_all(&profile).context("cannot create a profile")?;
         let child = Command::new(CHROMIUM)
             .args([
                 "--headless",
@@ -138,9 +139,7 @@ impl Browser {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|error| {
-                format!("cannot start {CHROMIUM}: {error} (apt-get install chromium)")
-            })?;
+            .with_context(|| format!("cannot start {CHROMIUM} (apt-get install chromium)"))?;
         let mut browser = Browser {
             child,
             profile,
@@ -155,7 +154,7 @@ impl Browser {
         let endpoint = browser.endpoint().await?;
         let (socket, _) = connect_async(&endpoint)
             .await
-            .map_err(|error| format!("cannot reach the browser at {endpoint}: {error}"))?;
+            .with_context(|| format!("cannot reach the browser at {endpoint}"))?;
         let (sink, mut stream) = socket.split();
         *browser.connection.sink.lock().await = Some(sink);
         let connection = browser.connection.clone();
@@ -172,7 +171,7 @@ impl Browser {
     }
 
     /// Chromium writes its port and browser path to `DevToolsActivePort`.
-    async fn endpoint(&mut self) -> Result<String, String> {
+    async fn endpoint(&mut self) -> Result<String> {
         let file = self.profile.join("DevToolsActivePort");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -183,19 +182,17 @@ impl Browser {
                 }
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("{CHROMIUM} exited at start ({status})"));
+                bail!("{CHROMIUM} exited at start ({status})");
             }
             if Instant::now() > deadline {
-                return Err(format!(
-                    "{CHROMIUM} did not open its DevTools port within 30 s"
-                ));
+                bail!("{CHROMIUM} did not open its DevTools port within 30 s");
             }
             sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// A new tab, 1000x800, with console errors collected.
-    pub async fn new_tab(&self) -> Result<Tab, String> {
+    pub async fn new_tab(&self) -> Result<Tab> {
         let connection = &self.connection;
         let target = connection
             .call(None, "Target.createTarget", json!({ "url": "about:blank" }))
@@ -209,7 +206,7 @@ impl Browser {
             .await?;
         let session = attached["sessionId"]
             .as_str()
-            .ok_or("Target.attachToTarget gave no session")?
+            .context("Target.attachToTarget gave no session")?
             .to_owned();
         let tab = Tab {
             connection: connection.clone(),
@@ -249,15 +246,23 @@ impl Tab {
     }
 
     /// Opens `url` and waits until the page has loaded.
-    pub async fn goto(&self, url: &str) -> Result<(), String> {
+    pub async fn goto(&self, url: &str) -> Result<()> {
         self.call("Page.navigate", json!({ "url": url })).await?;
-        self.wait_for(
+        let loaded = "document.readyState === 'complete' && location.href !== 'about:blank'";
+        wait_until(
             &format!("{url} loaded"),
-            "document.readyState === 'complete' && location.href !== 'about:blank'",
             Duration::from_secs(15),
+            async || Ok(self.eval(loaded).await? == true),
         )
         .await
-        .map(drop)
+    }
+
+    /// Calls `window.demo.<member>(args)`, the page's API for these tests, or
+    /// reads `window.demo.<member>` when it is not a function; awaits a promise.
+    /// The member and the arguments go into the page as JSON, never as code.
+    pub async fn call_demo(&self, member: &str, args: &[Value]) -> Reply {
+        let expression = format!("({CALL_DEMO})({}, {})", json!(member), json!(args));
+        self.eval(&expression).await
     }
 
     /// Evaluates `expression` (awaiting a promise) and returns its value.
@@ -272,27 +277,9 @@ impl Tab {
             let text = details["exception"]["description"]
                 .as_str()
                 .or(details["text"].as_str());
-            return Err(format!("{expression}: {}", text.unwrap_or("exception")));
+            bail!("{expression}: {}", text.unwrap_or("exception"));
         }
         Ok(result["result"]["value"].clone())
-    }
-
-    /// Polls `expression` until it is truthy; fails naming `what` at `limit`.
-    pub async fn wait_for(&self, what: &str, expression: &str, limit: Duration) -> Reply {
-        let deadline = Instant::now() + limit;
-        loop {
-            let value = self.eval(expression).await?;
-            let truthy = !matches!(value, Value::Null | Value::Bool(false))
-                && value != json!(0)
-                && value != json!("");
-            if truthy {
-                return Ok(value);
-            }
-            if Instant::now() > deadline {
-                return Err(format!("timed out after {limit:?} waiting for {what}"));
-            }
-            sleep(Duration::from_millis(50)).await;
-        }
     }
 
     /// Console errors and uncaught exceptions so far; clears the list.
@@ -303,59 +290,40 @@ impl Tab {
     }
 
     /// Saves a PNG of the tab to `path`.
-    pub async fn screenshot(&self, path: &Path) -> Result<(), String> {
+    pub async fn screenshot(&self, path: &Path) -> Result<()> {
         let shot = self
             .call("Page.captureScreenshot", json!({ "format": "png" }))
             .await?;
-        let data = shot["data"].as_str().ok_or("no screenshot data")?;
-        let png = decode_base64(data).ok_or("the screenshot is not base64")?;
+        let data = shot["data"].as_str().context("no screenshot data")?;
+        let png = BASE64
+            .decode(data.as_bytes())
+            .context("the screenshot is not base64")?;
         if let Some(folder) = path.parent() {
-            std::fs::create_dir_all(folder)
-                .map_err(|error| format!("{}: {error}", folder.display()))?;
+            std::fs::create_dir_all(folder).with_context(|| folder.display().to_string())?;
         }
-        std::fs::write(path, png).map_err(|error| format!("{}: {error}", path.display()))
+        std::fs::write(path, png).with_context(|| path.display().to_string())
     }
 }
 
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let value = |byte: u8| match byte {
-        b'A'..=b'Z' => Some(byte - b'A'),
-        b'a'..=b'z' => Some(byte - b'a' + 26),
-        b'0'..=b'9' => Some(byte - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let bytes: Vec<u8> = text
-        .bytes()
-        .filter(|byte| !byte.is_ascii_whitespace())
-        .collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let digits: Vec<u8> = chunk
-            .iter()
-            .take_while(|byte| **byte != b'=')
-            .map(|byte| value(*byte))
-            .collect::<Option<_>>()?;
-        let joined = digits
-            .iter()
-            .fold(0u32, |acc, digit| acc << 6 | u32::from(*digit))
-            << (6 * (4 - digits.len()));
-        let produced = digits.len().saturating_sub(1);
-        out.extend_from_slice(&joined.to_be_bytes()[1..1 + produced]);
-    }
-    Some(out)
-}
+/// What [`Tab::call_demo`] runs in the page, with its member and arguments.
+const CALL_DEMO: &str = "(member, args) => typeof window.demo[member] === 'function' \
+     ? window.demo[member](...args) \
+     : window.demo[member]";
 
-#[cfg(test)]
-mod tests {
-    use super::decode_base64;
-
-    #[test]
-    fn base64_round_trips_known_values() {
-        assert_eq!(decode_base64("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(decode_base64("aGk=").unwrap(), b"hi");
-        assert_eq!(decode_base64("YWJj").unwrap(), b"abc");
-        assert!(decode_base64("a$==").is_none());
+/// Polls `check` until it holds; fails naming `what` after `limit`.
+pub async fn wait_until(
+    what: &str,
+    limit: Duration,
+    check: impl AsyncFn() -> Result<bool>,
+) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {limit:?} waiting for {what}");
+        }
+        sleep(Duration::from_millis(50)).await;
     }
 }
