@@ -2,8 +2,8 @@
 //!
 //! Every refusal has its own status and a JSON body saying what was wrong:
 //! 403 origin, 405 method, 415 content type, 413 size, 400 not the expected
-//! JSON, 429 over the rate limit (with `Retry-After`), 503 when the broadcast
-//! cannot be published.
+//! JSON, 408 a body slower than `--request-timeout`, 429 over the rate limit
+//! (with `Retry-After`), 503 when the broadcast cannot be published.
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -92,7 +92,15 @@ where
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(too_large(limit));
     }
-    let body = read_limited(body, limit).await?;
+    // A body that stalls would hold its buffer and connection for as long as
+    // the client liked.
+    let deadline = context.config.request_timeout;
+    let body = tokio::time::timeout(deadline, read_limited(body, limit))
+        .await
+        .map_err(|_| {
+            let why = format!("the body did not arrive within {deadline:?}");
+            Refusal::new(Reason::SlowRequest, StatusCode::REQUEST_TIMEOUT, why)
+        })??;
     let text = std::str::from_utf8(&body).map_err(|_| {
         let why = "the body is not valid UTF-8";
         Refusal::new(Reason::InvalidUtf8, StatusCode::BAD_REQUEST, why)

@@ -11,7 +11,9 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::config::{Config, Defaults, Parsed};
 use crate::core::{Framer, Hub, HubConfig, Local, Publisher, ticker};
-use crate::http::{self, BindError, Context, Lifecycle, observe};
+use crate::http::connections::SPARE_DESCRIPTORS;
+use crate::http::{self, BindError, Connections, Context, Transport, observe};
+use crate::policy::rejections::LOG_WINDOW;
 use crate::policy::{Inbox, Origins, Rejections};
 
 /// A running server.
@@ -36,11 +38,20 @@ impl<F: Send + Sync + 'static> Server<F> {
         T: Reply,
     {
         let (listener, addr) = http::bind(SocketAddr::new(config.bind, config.port)).await?;
+        let connection_limit = connection_limit();
+        let max_clients = config.max_clients.min(connection_limit);
+        if max_clients < config.max_clients {
+            log::info!(
+                "Taking at most {max_clients} clients, not --max-clients {}: \
+                 the open-file limit allows no more connections",
+                config.max_clients
+            );
+        }
         let hub = Hub::new(
             HubConfig {
                 replay: config.replay,
                 client_queue: config.client_queue as usize,
-                max_clients: config.max_clients,
+                max_clients,
             },
             frame,
         );
@@ -65,13 +76,19 @@ impl<F: Send + Sync + 'static> Server<F> {
         let stop = context.shutdown.clone();
         let tick = ticker::run(publisher.clone(), context.config.interval, stop);
         context.tasks.spawn(tick);
+        context.tasks.spawn(summarize_refusals(
+            rejections.clone(),
+            context.shutdown.clone(),
+        ));
         let all_routes = routes(context.clone()).or(observe::routes(hub.clone(), rejections));
-        let lifecycle = Lifecycle {
+        let transport = Transport {
             shutdown: context.shutdown.clone(),
             tasks: context.tasks.clone(),
             rejections: context.rejections.clone(),
+            connections: Connections::new(connection_limit, context.config.max_clients_per_address),
+            request_timeout: context.config.request_timeout,
         };
-        http::serve(listener, all_routes, lifecycle);
+        http::serve(listener, all_routes, transport);
         Ok(Server {
             addr,
             hub,
@@ -115,6 +132,26 @@ impl<F: Send + Sync + 'static> Server<F> {
             );
         }
     }
+}
+
+/// How many connections the open-file limit leaves room for, keeping some
+/// descriptors spare (see [`http::connections`]).
+fn connection_limit() -> usize {
+    let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((u64::MAX, u64::MAX));
+    let soft = usize::try_from(soft).unwrap_or(usize::MAX);
+    soft.saturating_sub(SPARE_DESCRIPTORS).max(1)
+}
+
+/// Logs the summary of each flood of refusals once it ends, until shutdown.
+async fn summarize_refusals(rejections: Arc<Rejections>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(LOG_WINDOW);
+    loop {
+        tokio::select! {
+            _ = every.tick() => rejections.flush(),
+            () = stop.cancelled() => break,
+        }
+    }
+    rejections.flush();
 }
 
 /// Runs a server binary: parse options, start, serve until a signal. Errors a

@@ -71,9 +71,20 @@ pub struct Config {
     #[arg(long, env = "DEMO_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub burst: u32,
 
-    /// Most clients connected at once; more get 503
+    /// Most clients connected at once; more get 503. Lowered at start to
+    /// what the open-file limit allows
     #[arg(long, env = "DEMO_MAX_CLIENTS", default_value_t = 100_000, value_parser = at_least_one())]
     pub max_clients: usize,
+
+    /// Most connections open at once from one client address (an IPv6 /64
+    /// counts as one); more get 503
+    #[arg(long, env = "DEMO_MAX_CLIENTS_PER_ADDRESS", default_value_t = 256, value_parser = at_least_one())]
+    pub max_clients_per_address: usize,
+
+    /// Longest a client may take to send a request head, a request body, or
+    /// one WebSocket message; slower ones get 408 or close code 1008
+    #[arg(long, env = "DEMO_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_period)]
+    pub request_timeout: Duration,
 }
 
 #[derive(Parser)]
@@ -263,6 +274,8 @@ mod tests {
             ["--interval", "0s"],
             ["--heartbeat", "0ms"],
             ["--max-clients", "0"],
+            ["--max-clients-per-address", "0"],
+            ["--request-timeout", "0s"],
             ["--max-message", "0"],
             ["--client-queue", "0"],
             ["--burst", "0"],

@@ -4,7 +4,7 @@
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use shared::http::{Conn, Context, Refusal, check_origin};
+use shared::http::{Conn, Context, Refusal, check_origin, check_since};
 use shared::policy::Reason;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -16,6 +16,11 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use crate::session;
+use crate::watch::{Activity, Watched};
+
+/// The most bytes that may wait to be written to one client. Every frame the
+/// server sends is far smaller: broadcasts, errors and notices are short.
+const MAX_WRITE_BUFFER: usize = 64 * 1024;
 
 #[derive(Deserialize)]
 struct Resume {
@@ -110,6 +115,7 @@ fn accept(
     let Some(resume) = resume else {
         return Err(bad("invalid query string: give since=<id> at most once"));
     };
+    check_since(resume.since.as_deref())?;
     // Subscribe before answering, so the client misses nothing after the 101.
     let evicted = CancellationToken::new();
     let since = resume.since.as_deref();
@@ -118,19 +124,34 @@ fn accept(
     // tungstenite's default 128 KiB read buffer per connection is most of a
     // connection's memory; client messages are small, and the buffer grows
     // when one is not. Writes go out when the session flushes a batch.
+    //
+    // Whatever the client does, what waits to be written to it is bounded: a
+    // client that stops reading (while it pings, say) fills its write buffer
+    // to the ceiling and is closed like any slow client.
     let socket_config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(Some(context.config.max_message))
         .max_frame_size(Some(context.config.max_message));
     let session_context = context.clone();
     context.tasks.spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
-                let io = TokioIo::new(upgraded);
+                let activity = Activity::new();
+                let io = Watched::new(TokioIo::new(upgraded), activity.clone());
                 let socket =
                     WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_config)).await;
-                session::run(socket, subscription, evicted, session_context, conn.peer).await;
+                let peer = conn.peer;
+                session::run(
+                    socket,
+                    activity,
+                    subscription,
+                    evicted,
+                    session_context,
+                    peer,
+                )
+                .await;
             }
             Err(error) => log::debug!("{}: upgrade failed: {error}", conn.peer),
         }

@@ -5,6 +5,7 @@
 
 mod handshake;
 mod session;
+mod watch;
 
 use shared::config::Defaults;
 use shared::core::EventId;

@@ -1,30 +1,35 @@
 //! One WebSocket client, from "Gotcha" to the close frame.
 //!
-//! The session runs a writer and a reader side by side. The writer sends the
-//! client's replies, the hub's broadcasts and pings; the reader handles what the
-//! client sends. Neither can hold the other up, and a write that blocks on a
-//! client that stopped reading is abandoned as soon as the hub evicts it.
+//! The session runs a writer, a reader and a watchdog side by side. The
+//! writer sends the client's replies, the hub's broadcasts and pings; the
+//! reader handles what the client sends; the watchdog drops a client that
+//! stopped answering pings or takes too long over a message. None can hold
+//! the others up, and a write that blocks on a client that stopped reading is
+//! abandoned as soon as the hub evicts it.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
 use shared::core::Subscription;
 use shared::http::Context;
 use shared::policy::{Reason, Refused, TokenBucket};
 use shared::wire::{error_json, missed_json};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, interval_at, timeout};
+use tokio::time::{Instant, interval, interval_at, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error, Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
-type Socket = WebSocketStream<TokioIo<Upgraded>>;
+use crate::watch::{Activity, Watched};
+
+pub(crate) type Socket = WebSocketStream<Watched<TokioIo<Upgraded>>>;
 type Sink = futures_util::stream::SplitSink<Socket, Message>;
 type Stream = futures_util::stream::SplitStream<Socket>;
 
@@ -33,6 +38,11 @@ pub const CLOSE_SLOW: u16 = 1013;
 
 /// How long a close handshake may take before the socket is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Pings (WebSocket pings, or the page's own ping messages) a client may send
+/// a second, and in a burst: far more than any keep-alive needs.
+const PING_RATE: f64 = 2.0;
+const PING_BURST: u32 = 20;
 
 /// Why a session ended.
 #[derive(Debug)]
@@ -43,7 +53,7 @@ enum End {
     Gone,
     /// The server is shutting down.
     Shutdown,
-    /// The client's queue overflowed.
+    /// The client's queue overflowed, or its socket's write buffer.
     Slow,
     /// The client answered no ping for two intervals.
     Unresponsive,
@@ -53,6 +63,7 @@ enum End {
 
 pub(crate) async fn run(
     socket: Socket,
+    activity: Arc<Activity>,
     mut subscription: Subscription<Utf8Bytes>,
     evicted: CancellationToken,
     context: Context<Utf8Bytes>,
@@ -69,9 +80,9 @@ pub(crate) async fn run(
         peer,
         replies,
         bucket: context.inbox.bucket(),
+        pings: TokenBucket::new(PING_RATE, PING_BURST),
         strikes: 0,
     };
-    let liveness = Liveness::new();
 
     let mut opening = vec![Message::Text(Utf8Bytes::from_static(GOTCHA_JSON))];
     if let Some(missed) = &subscription.missed {
@@ -81,8 +92,9 @@ pub(crate) async fn run(
         biased;
         () = context.shutdown.cancelled() => End::Shutdown,
         () = evicted.cancelled() => End::Slow,
-        end = write(&mut sink, opening, &mut subscription, &mut pending_replies, &context, &liveness) => end,
-        end = reader.run(&mut stream, &liveness) => end,
+        end = watchdog(&activity, &context, peer) => end,
+        end = write(&mut sink, opening, &mut subscription, &mut pending_replies, &context) => end,
+        end = reader.run(&mut stream, &activity) => end,
     };
     drop(subscription);
 
@@ -144,17 +156,36 @@ async fn close(sink: &mut Sink, stream: &mut Stream, code: CloseCode, reason: &s
     let _ = timeout(CLOSE_GRACE, handshake).await;
 }
 
+/// Ends the session when the client answered no ping for two heartbeats, or
+/// has taken longer than the request timeout over one message.
+async fn watchdog(activity: &Activity, context: &Context<Utf8Bytes>, peer: SocketAddr) -> End {
+    let config = &context.config;
+    let heartbeat = config.heartbeat;
+    let limit = config.request_timeout;
+    let mut checks = interval(heartbeat.min(limit) / 2);
+    loop {
+        checks.tick().await;
+        if activity.silent_for() > 2 * heartbeat {
+            return End::Unresponsive;
+        }
+        if activity.message_for().is_some_and(|taken| taken > limit) {
+            let why = format!("a message took longer than {limit:?} to arrive");
+            context.rejections.record(Reason::SlowRequest, peer, &why);
+            return End::Refused(CloseCode::Policy, why);
+        }
+    }
+}
+
 async fn write(
     sink: &mut Sink,
     opening: Vec<Message>,
     subscription: &mut Subscription<Utf8Bytes>,
     replies: &mut mpsc::Receiver<Message>,
     context: &Context<Utf8Bytes>,
-    liveness: &Liveness,
 ) -> End {
     for message in opening {
-        if sink.send(message).await.is_err() {
-            return End::Gone;
+        if let Err(error) = sink.send(message).await {
+            return ended_by(error);
         }
     }
     let every = context.config.heartbeat;
@@ -169,12 +200,7 @@ async fn write(
                 // the session's other branches report.
                 None => std::future::pending().await,
             },
-            _ = pings.tick() => {
-                if liveness.silent_for() > 2 * every {
-                    return End::Unresponsive;
-                }
-                Message::Ping(Default::default())
-            }
+            _ = pings.tick() => Message::Ping(Default::default()),
         };
         // Whatever else is already waiting goes out with it, in one flush.
         let sent = async {
@@ -187,40 +213,35 @@ async fn write(
             }
             sink.flush().await
         };
-        if sent.await.is_err() {
-            return End::Gone;
+        if let Err(error) = sent.await {
+            return ended_by(error);
         }
+    }
+}
+
+/// Why a failed write ends the session: a client whose socket's write buffer
+/// is full does not read, like one whose queue is full.
+fn ended_by(error: Error) -> End {
+    match error {
+        Error::WriteBufferFull(_) => End::Slow,
+        _ => End::Gone,
     }
 }
 
 /// Most messages written before one flush.
 const MAX_BATCH: usize = 64;
 
-/// When the client was last heard from: the reader notes every frame, the
-/// writer checks before each ping.
-struct Liveness {
-    started: Instant,
-    /// Milliseconds after `started`.
-    last_heard: AtomicU64,
+/// The page's own keep-alive, answered to its sender only: `{"ping":N}`.
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct Ping {
+    ping: u64,
 }
 
-impl Liveness {
-    fn new() -> Liveness {
-        Liveness {
-            started: Instant::now(),
-            last_heard: AtomicU64::new(0),
-        }
-    }
-
-    fn heard(&self) {
-        let now = self.started.elapsed().as_millis() as u64;
-        self.last_heard.store(now, Ordering::Relaxed);
-    }
-
-    fn silent_for(&self) -> Duration {
-        let now = self.started.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.last_heard.load(Ordering::Relaxed)))
-    }
+/// The answer to a [`Ping`]: `{"pong":N}`.
+#[derive(Serialize)]
+struct Pong {
+    pong: u64,
 }
 
 /// The reading side of a session.
@@ -228,21 +249,34 @@ struct Reader<'a> {
     context: &'a Context<Utf8Bytes>,
     peer: SocketAddr,
     replies: mpsc::Sender<Message>,
+    /// This connection's share of the message rate limit.
     bucket: TokenBucket,
+    /// How often it may ping.
+    pings: TokenBucket,
     /// Messages refused by the rate limit since the last one let through.
     strikes: u32,
 }
 
 impl Reader<'_> {
-    async fn run(mut self, stream: &mut Stream, liveness: &Liveness) -> End {
+    async fn run(mut self, stream: &mut Stream, activity: &Activity) -> End {
         while let Some(message) = stream.next().await {
-            liveness.heard();
             return match message {
                 Ok(Message::Text(text)) => match self.receive(&text).await {
                     Ok(()) => continue,
                     Err(end) => end,
                 },
-                Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+                Ok(Message::Pong(_)) => {
+                    activity.answered();
+                    match self.pinged() {
+                        Ok(()) => continue,
+                        Err(end) => end,
+                    }
+                }
+                Ok(Message::Ping(_)) => match self.pinged() {
+                    Ok(()) => continue,
+                    Err(end) => end,
+                },
+                Ok(Message::Frame(_)) => continue,
                 Ok(Message::Close(Some(frame))) if frame.code == CloseCode::Protocol => {
                     // tungstenite answers an invalid close code with 1002 too.
                     let why = "a close frame with an invalid code";
@@ -268,16 +302,35 @@ impl Reader<'_> {
                 Err(Error::Protocol(error)) => {
                     self.refuse(Reason::Protocol, CloseCode::Protocol, error.to_string())
                 }
-                Err(_) => End::Gone,
+                Err(error) => ended_by(error),
             };
         }
         End::Gone
     }
 
-    /// A text message: `{"message": "..."}` tells everyone that something
-    /// changed. Anything else gets an error, to this client only; a client
-    /// that keeps flooding past the rate limit is disconnected.
+    /// A ping or pong, from the protocol or the page: within the ping rate,
+    /// or the end.
+    fn pinged(&mut self) -> Result<(), End> {
+        match self.pings.take() {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                let why = format!("more than {PING_RATE} pings a second");
+                Err(self.refuse(Reason::TooManyPings, CloseCode::Policy, why))
+            }
+        }
+    }
+
+    /// A text message: the page's ping is answered to this client alone;
+    /// `{"message": "..."}` tells everyone that something changed. Anything
+    /// else gets an error, to this client only; a client that keeps flooding
+    /// past the rate limit is disconnected.
     async fn receive(&mut self, text: &str) -> Result<(), End> {
+        if let Ok(Ping { ping }) = serde_json::from_str(text) {
+            self.pinged()?;
+            let pong = serde_json::to_string(&Pong { pong: ping }).unwrap_or_default();
+            let _ = self.replies.try_send(Message::Text(pong.into()));
+            return Ok(());
+        }
         let inbox = &self.context.inbox;
         if let Err(refused) = inbox.admit(self.peer, Some(&mut self.bucket)) {
             self.strikes += 1;
@@ -316,5 +369,12 @@ mod tests {
     #[test]
     fn gotcha_is_the_wire_message() {
         assert_eq!(GOTCHA_JSON, WireMessage::new(GOTCHA).to_json());
+    }
+
+    #[test]
+    fn the_pages_ping_is_told_from_a_message() {
+        assert!(serde_json::from_str::<Ping>(r#"{"ping":7}"#).is_ok());
+        assert!(serde_json::from_str::<Ping>(r#"{"message":"hi"}"#).is_err());
+        assert!(serde_json::from_str::<Ping>(r#"{"ping":7,"message":"hi"}"#).is_err());
     }
 }

@@ -15,6 +15,10 @@ pub struct EventId {
     pub seq: u64,
 }
 
+/// The longest text an id can have: 16 hex digits, `-`, 20 decimal digits,
+/// with room to spare. Longer text cannot be an id.
+pub const MAX_ID_LEN: usize = 64;
+
 /// Text that is not an id `<run>-<seq>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseIdError;

@@ -7,5 +7,5 @@ pub mod publisher;
 pub mod ticker;
 
 pub use hub::{Event, Framer, Hub, HubConfig, Missed, MissedReason, SubscribeError, Subscription};
-pub use id::{EventId, ParseIdError};
+pub use id::{EventId, MAX_ID_LEN, ParseIdError};
 pub use publisher::{Local, PublishError, Publisher};

@@ -1,12 +1,14 @@
 //! HTTP: the connection loop, what routes share, refusals, the pages, and
 //! `/healthz` and `/metrics`.
 
+pub mod connections;
 pub mod context;
 pub mod observe;
 pub mod pages;
 pub mod refusal;
 pub mod server;
 
+pub use connections::Connections;
 pub use context::{Conn, Context};
-pub use refusal::{Refusal, check_origin, error_response};
-pub use server::{BindError, Lifecycle, bind, serve};
+pub use refusal::{Refusal, check_origin, check_since, error_response};
+pub use server::{BindError, Transport, bind, serve};

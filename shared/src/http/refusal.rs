@@ -8,11 +8,11 @@ use warp::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Rejection, Reply};
 
-use crate::core::SubscribeError;
-use crate::policy::{Origins, Reason, Rejections};
+use crate::core::{MAX_ID_LEN, SubscribeError};
+use crate::policy::{Origins, Reason, Rejections, clip};
 
 /// Why a request was turned down: what to count, what to answer.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Refusal {
     /// The counter it goes under; `None` for what is no fault of the client
     /// (the server shutting down) or already counted elsewhere.
@@ -89,8 +89,20 @@ pub fn check_origin(
     if origins.allows(text) {
         return Ok(origin.cloned());
     }
-    let why = format!("origin {} is not allowed", text.unwrap_or_default());
+    let why = format!("origin {} is not allowed", clip(text.unwrap_or_default()));
     Err(Refusal::new(Reason::Origin, StatusCode::FORBIDDEN, why))
+}
+
+/// Refuses with 400 an id to resume from that is too long to be one, so
+/// that no client can make the server keep (and echo back) a large one.
+pub fn check_since(since: Option<&str>) -> Result<(), Refusal> {
+    match since {
+        Some(since) if since.len() > MAX_ID_LEN => {
+            let why = format!("an event id is at most {MAX_ID_LEN} bytes");
+            Err(Refusal::new(Reason::TooLarge, StatusCode::BAD_REQUEST, why))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// An error answer: `status`, with `{"error": why}` as a JSON body.

@@ -13,8 +13,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -25,6 +27,7 @@ use tokio_util::task::TaskTracker;
 use warp::http;
 use warp::{Filter, Rejection, Reply};
 
+use super::connections::{Admission, Connections};
 use super::context::Conn;
 use super::refusal::answer_rejection;
 use crate::policy::{Reason, Rejections};
@@ -64,25 +67,38 @@ pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), BindErr
 
 /// What the connection loop needs of the server around it.
 #[derive(Clone)]
-pub struct Lifecycle {
+pub struct Transport {
     /// Cancelled to stop accepting and wind every connection down.
     pub shutdown: CancellationToken,
     /// Where connections run, so that shutdown can wait for them.
     pub tasks: TaskTracker,
-    /// Where requests hyper cannot parse are counted.
+    /// Where refused connections and requests are counted.
     pub rejections: Arc<Rejections>,
+    /// Which connections are served.
+    pub connections: Arc<Connections>,
+    /// Longest a client may take to send a request head.
+    pub request_timeout: Duration,
 }
 
-/// Serves `routes` on `listener`, in a task of `lifecycle.tasks`, until
-/// `lifecycle.shutdown` is cancelled. What no route answers gets a JSON error.
-pub fn serve<F, R>(listener: TcpListener, routes: F, lifecycle: Lifecycle)
+/// The largest request head (request line and headers) a client may send;
+/// more gets 431. Browsers send 1 to 2 KiB, and hyper's own ceiling would let
+/// one connection pin about 400 KiB.
+pub const MAX_HEADER_SIZE: usize = 16 * 1024;
+
+/// How long a connection answered from the reserve may take to send its one
+/// request: short, so that the reserve turns over.
+const RESERVE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Serves `routes` on `listener`, in a task of `transport.tasks`, until
+/// `transport.shutdown` is cancelled. What no route answers gets a JSON error.
+pub fn serve<F, R>(listener: TcpListener, routes: F, transport: Transport)
 where
     F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
     R: Reply,
 {
     let service = TowerToHyperService::new(warp::service(routes.recover(answer_rejection)));
-    let tasks = lifecycle.tasks.clone();
-    tasks.spawn(accept_loop(listener, service, lifecycle));
+    let tasks = transport.tasks.clone();
+    tasks.spawn(accept_loop(listener, service, transport));
 }
 
 /// The warp routes as a hyper service, shared by every connection.
@@ -112,22 +128,52 @@ impl<S> Routes for S where
 {
 }
 
-async fn accept_loop(listener: TcpListener, service: impl Routes, lifecycle: Lifecycle) {
+async fn accept_loop(listener: TcpListener, service: impl Routes, transport: Transport) {
+    let mut failures = Failures::default();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = lifecycle.shutdown.cancelled() => break,
+            () = transport.shutdown.cancelled() => break,
         };
         match accepted {
             Ok((stream, peer)) => {
-                let connection = serve_connection(stream, peer, service.clone(), lifecycle.clone());
-                lifecycle.tasks.spawn(connection);
+                failures.recovered();
+                let admission = transport.connections.admit(peer);
+                let connection =
+                    serve_connection(stream, peer, admission, service.clone(), transport.clone());
+                transport.tasks.spawn(connection);
             }
             Err(error) => {
+                failures.failed(&error);
                 // Out of file descriptors, typically: wait instead of spinning.
-                log::warn!("accept failed: {error}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+        }
+    }
+}
+
+/// Accept failures come in bursts (out of descriptors, say): the first of a
+/// burst is logged, the rest counted and told in one line when it ends.
+#[derive(Default)]
+struct Failures {
+    in_burst: u64,
+}
+
+impl Failures {
+    fn failed(&mut self, error: &io::Error) {
+        if self.in_burst == 0 {
+            log::warn!("Cannot accept connections: {error}");
+        }
+        self.in_burst += 1;
+    }
+
+    fn recovered(&mut self) {
+        if self.in_burst > 0 {
+            log::warn!(
+                "Accepting connections again after {} failed attempt(s)",
+                self.in_burst
+            );
+            self.in_burst = 0;
         }
     }
 }
@@ -135,29 +181,54 @@ async fn accept_loop(listener: TcpListener, service: impl Routes, lifecycle: Lif
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    admission: Admission,
     service: impl Routes,
-    lifecycle: Lifecycle,
+    transport: Transport,
 ) {
     let _ = stream.set_nodelay(true);
+    let (slot, refusal, close) = match admission {
+        Admission::Served(slot) => (slot, None, CancellationToken::new()),
+        Admission::Reserve(slot, refusal, close) => (slot, Some(refusal), close),
+    };
     let conn = Conn {
         peer,
-        close: CancellationToken::new(),
+        close: close.clone(),
     };
-    let close = conn.close.clone();
+    let requests = Arc::new(AtomicU64::new(0));
+    let counted = requests.clone();
+    let rejections = transport.rejections.clone();
     let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+        counted.fetch_add(1, Ordering::Relaxed);
         request.extensions_mut().insert(conn.clone());
-        service.call(request)
+        match &refusal {
+            // Over a limit, only health and metrics are answered as usual.
+            Some(refusal) if !matches!(request.uri().path(), "/healthz" | "/metrics") => {
+                let answer = refusal.clone().answer(&rejections, peer);
+                Either::Left(std::future::ready(Ok(answer)))
+            }
+            _ => Either::Right(service.call(request)),
+        }
     });
-    let connection = hyper::server::conn::http1::Builder::new()
+    let reserved = slot.is_reserve();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
+        .max_header_size(MAX_HEADER_SIZE)
+        .header_read_timeout(if reserved {
+            RESERVE_TIMEOUT
+        } else {
+            transport.request_timeout
+        })
+        // A connection served from the reserve answers one request and closes.
+        .keep_alive(!reserved);
+    let connection = builder
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     let mut connection = pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
         () = close.cancelled() => Ok(()),
-        () = lifecycle.shutdown.cancelled() => {
+        () = transport.shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
             tokio::select! {
                 result = connection => result,
@@ -165,12 +236,20 @@ async fn serve_connection(
             }
         }
     };
+    drop(slot);
+    let rejections = &transport.rejections;
     match result {
+        Err(error) if error.is_parse_too_large() => {
+            rejections.record(Reason::TooLarge, peer, &error.to_string());
+        }
         Err(error) if error.is_parse() => {
-            let what = error.to_string();
-            lifecycle
-                .rejections
-                .record(Reason::MalformedHttp, peer, &what);
+            rejections.record(Reason::MalformedHttp, peer, &error.to_string());
+        }
+        // An idle keep-alive connection timing out is normal; one that never
+        // finished a request head is a slow or silent client.
+        Err(error) if error.is_timeout() && requests.load(Ordering::Relaxed) == 0 => {
+            let why = "no request head within the time limit";
+            rejections.record(Reason::SlowRequest, peer, why);
         }
         Err(error) => log::debug!("{peer}: connection ended: {error}"),
         Ok(()) => {}

@@ -11,7 +11,7 @@ use crate::core::{EventId, PublishError, Publisher};
 use crate::wire::{Message, SOMETHING_CHANGED};
 
 use super::rate::{RateLimiter, TokenBucket};
-use super::rejections::{Reason, Rejections};
+use super::rejections::{Reason, Rejections, clip};
 
 /// Why a client's message was not broadcast; its `Display` is what the client
 /// is told.
@@ -39,7 +39,8 @@ impl fmt::Display for Refused {
             ),
             Refused::BadMessage(error) => write!(
                 f,
-                "expected a JSON object with a string \"message\" ({error})"
+                "expected a JSON object with a string \"message\" ({})",
+                clip(&error.to_string())
             ),
             Refused::Unavailable(error) => write!(f, "{error}; try again later"),
         }
@@ -52,8 +53,7 @@ pub struct Inbox {
     rejections: Arc<Rejections>,
     rate: f64,
     burst: u32,
-    /// One bucket per client address, for senders without a connection of
-    /// their own (`POST /api`).
+    /// One limit per client address, across all its connections and requests.
     per_address: RateLimiter,
 }
 
@@ -80,14 +80,17 @@ impl Inbox {
     }
 
     /// The rate limit's verdict on one more message from `peer`: charged to
-    /// its connection's bucket if it has one, else to its address.
+    /// its address, and to its connection's own bucket if it has one (a
+    /// WebSocket), so that neither many connections nor one can go past it.
     pub fn admit(
         &self,
         peer: SocketAddr,
         connection: Option<&mut TokenBucket>,
     ) -> Result<(), Refused> {
         let taken = match connection {
-            Some(bucket) => bucket.take(),
+            Some(bucket) => bucket
+                .take()
+                .and_then(|()| self.per_address.take(peer.ip())),
             None => self.per_address.take(peer.ip()),
         };
         taken.map_err(|wait| {
@@ -109,7 +112,7 @@ impl Inbox {
             self.rejections.record(Reason::BadMessage, peer, &what);
             refused
         })?;
-        log::info!("Received: {}", message.to_json());
+        log::info!("Received: {}", clip(&message.to_json()));
         let id = self
             .publisher
             .publish(SOMETHING_CHANGED)
@@ -173,12 +176,22 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_is_charged_to_its_own_bucket() {
-        let (inbox, _, _) = inbox(0.1, 1);
+    fn a_connection_is_held_to_its_own_bucket() {
+        let (inbox, _, _) = inbox(0.1, 2);
         let mut bucket = inbox.bucket();
+        bucket.take().unwrap();
         assert!(inbox.admit(peer(), Some(&mut bucket)).is_ok());
         assert!(inbox.admit(peer(), Some(&mut bucket)).is_err());
-        // The address's own bucket is untouched.
-        assert!(inbox.admit(peer(), None).is_ok());
+    }
+
+    #[test]
+    fn connections_from_one_address_share_its_limit() {
+        let (inbox, _, _) = inbox(0.1, 2);
+        let mut connections: Vec<_> = (0..3).map(|_| inbox.bucket()).collect();
+        assert!(inbox.admit(peer(), Some(&mut connections[0])).is_ok());
+        assert!(inbox.admit(peer(), Some(&mut connections[1])).is_ok());
+        assert!(inbox.admit(peer(), Some(&mut connections[2])).is_err());
+        let elsewhere: SocketAddr = "127.0.0.2:5000".parse().unwrap();
+        assert!(inbox.admit(elsewhere, Some(&mut connections[2])).is_ok());
     }
 }

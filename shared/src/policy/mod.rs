@@ -9,5 +9,5 @@ pub mod rejections;
 
 pub use input::{Inbox, Refused};
 pub use origins::Origins;
-pub use rate::{RateLimiter, TokenBucket};
-pub use rejections::{Reason, Rejections};
+pub use rate::{RateLimiter, TokenBucket, address_key};
+pub use rejections::{Reason, Rejections, clip};

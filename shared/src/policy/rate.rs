@@ -1,11 +1,13 @@
 //! Rate limits: each message a client sends becomes one delivery per
 //! connected client, so senders are limited with token buckets.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
+use std::net::{IpAddr, Ipv6Addr};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use governor::clock::Clock;
+use governor::{DefaultKeyedRateLimiter, Quota};
 use tokio::time::Instant;
 
 /// A token bucket: `rate` tokens a second, holding at most `burst`.
@@ -40,46 +42,64 @@ impl TokenBucket {
             Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
         }
     }
-
-    fn is_full(&self) -> bool {
-        let earned = self.updated.elapsed().as_secs_f64() * self.rate;
-        self.tokens + earned >= self.burst
-    }
 }
 
-/// One token bucket per client address, in bounded memory.
-#[derive(Debug)]
+/// One rate limit per client address (an IPv6 /64 counts as one address): a
+/// keyed GCRA limiter, O(1) a request whatever the number of addresses, that
+/// forgets addresses once they are back to a full burst.
 pub struct RateLimiter {
-    rate: f64,
-    burst: u32,
-    buckets: Mutex<HashMap<IpAddr, TokenBucket>>,
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Checks since addresses were last forgotten.
+    checks: AtomicU64,
 }
 
-/// Past this many addresses, buckets that are full again are forgotten.
-const TRACKED_ADDRESSES: usize = 10_000;
+/// How many checks go by between two sweeps of the addresses back to a full
+/// burst: the sweep is O(addresses), so it is spread over many O(1) checks.
+const SWEEP_EVERY: u64 = 4096;
 
 impl RateLimiter {
     pub fn new(rate: f64, burst: u32) -> RateLimiter {
+        // Config refuses a rate of zero and a burst under 1.
+        let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
+        let quota = Quota::with_period(period)
+            .expect("a period of at least 1ns")
+            .allow_burst(NonZeroU32::new(burst.max(1)).expect("at least 1"));
         RateLimiter {
-            rate,
-            burst,
-            buckets: Mutex::new(HashMap::new()),
+            limiter: governor::RateLimiter::keyed(quota),
+            checks: AtomicU64::new(0),
         }
     }
 
+    /// Takes a token for `client`'s address, or says how long until one is there.
     pub fn take(&self, client: IpAddr) -> Result<(), Duration> {
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if buckets.len() >= TRACKED_ADDRESSES {
-            // A full bucket is the same as a new one: nothing is lost.
-            buckets.retain(|_, bucket| !bucket.is_full());
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            // An address back to a full burst is the same as a new one.
+            self.limiter.retain_recent();
         }
-        buckets
-            .entry(client)
-            .or_insert_with(|| TokenBucket::new(self.rate, self.burst))
-            .take()
+        self.limiter
+            .check_key(&address_key(client))
+            .map_err(|not_until| not_until.wait_time_from(self.limiter.clock().now()))
+    }
+
+    /// How many addresses are remembered now.
+    pub fn addresses(&self) -> usize {
+        self.limiter.len()
+    }
+}
+
+/// The address a client is counted under: itself for IPv4, its /64 for
+/// IPv6 (one host usually holds a whole /64, so any narrower key could be
+/// dodged by changing address).
+pub fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        },
     }
 }
 
@@ -98,5 +118,58 @@ mod tests {
         tokio::time::advance(Duration::from_millis(100)).await;
         assert_eq!(bucket.take(), Ok(()));
         assert!(bucket.take().is_err());
+    }
+
+    #[test]
+    fn an_address_gets_its_burst_then_waits() {
+        let limiter = RateLimiter::new(0.1, 3);
+        let client: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(limiter.take(client), Ok(()));
+        }
+        let wait = limiter.take(client).unwrap_err();
+        assert!(
+            wait > Duration::from_secs(9) && wait <= Duration::from_secs(10),
+            "{wait:?}"
+        );
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        assert_eq!(
+            limiter.take(other),
+            Ok(()),
+            "another address has its own burst"
+        );
+    }
+
+    #[test]
+    fn addresses_in_one_ipv6_64_share_a_limit() {
+        let limiter = RateLimiter::new(0.1, 1);
+        assert!(limiter.take("2001:db8:1:2::1".parse().unwrap()).is_ok());
+        assert!(
+            limiter
+                .take("2001:db8:1:2:ffff::9".parse().unwrap())
+                .is_err()
+        );
+        assert!(limiter.take("2001:db8:1:3::1".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_count_as_ipv4() {
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(address_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn addresses_back_to_a_full_burst_are_forgotten() {
+        // A token every nanosecond: every address is full again at once.
+        let limiter = RateLimiter::new(1e9, 1);
+        for index in 0..SWEEP_EVERY {
+            let client = IpAddr::V4((index as u32).into());
+            limiter.take(client).unwrap();
+        }
+        assert!(
+            limiter.addresses() < 10,
+            "{} remembered",
+            limiter.addresses()
+        );
     }
 }

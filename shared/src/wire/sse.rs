@@ -25,9 +25,10 @@ pub fn event(name: Option<&str>, id: Option<&str>, data: &str) -> Bytes {
     Bytes::from(out)
 }
 
-/// The heartbeat: a comment line, which `EventSource` ignores but which keeps
-/// proxies from closing an idle stream.
-pub const KEEP_ALIVE: Bytes = Bytes::from_static(b": keep-alive\n\n");
+/// The heartbeat: an event named `ping`, which keeps proxies from closing an
+/// idle stream and tells the page the link is alive. `onmessage` never sees
+/// it (only unnamed events reach it); the page listens for `ping`.
+pub const PING: Bytes = Bytes::from_static(b"event: ping\ndata: {}\n\n");
 
 /// How long the browser waits before it reconnects a dropped stream.
 pub fn retry(after: Duration) -> Bytes {
@@ -77,6 +78,12 @@ mod tests {
             frame,
             "event: missed\ndata: a\ndata: \ndata: data: x\ndata: id: 9\ndata: b\n\n"
         );
+    }
+
+    #[test]
+    fn the_heartbeat_is_a_named_event_with_data() {
+        // An event with no data is never dispatched to the page.
+        assert_eq!(PING, "event: ping\ndata: {}\n\n");
     }
 
     #[test]
