@@ -42,7 +42,8 @@ pub fn frame(id: EventId, message: &str) -> Bytes {
 pub fn routes(
     context: Context<Bytes>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let heartbeat = context.config.heartbeat;
     stream::route(context.clone())
         .or(api::route(context))
-        .or(pages::routes(PAGE))
+        .or(pages::routes(PAGE, heartbeat))
 }

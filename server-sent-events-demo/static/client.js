@@ -10,20 +10,39 @@ import {
   opened,
   sawId,
   setState,
+  watchSilence,
 } from '/common.js';
 
 let source = null;
+let silence = null;
 
 function connect(resume) {
   // The browser resends Last-Event-ID on its own reconnects; a new
-  // EventSource (the Reconnect button) resumes with the query instead.
+  // EventSource (the Reconnect button, or a silent link) resumes with the
+  // query instead.
   const since = resume && lastSeenId();
   const target = since ? '/sse?lastEventId=' + encodeURIComponent(since) : '/sse';
   setState('connecting');
   const current = new EventSource(target);
   source = current;
-  current.onopen = opened;
+  // The browser's own retries cannot tell a dead link from a quiet one: the
+  // server's `ping` events can. Opening counts too: a connection that hangs
+  // is as dead as a silent one.
+  stopWatching();
+  silence = watchSilence(() => {
+    current.close();
+    connect(true);
+  });
+  const heard = () => {
+    if (source === current && silence) silence.heard();
+  };
+  current.addEventListener('ping', heard);
+  current.onopen = () => {
+    heard();
+    opened();
+  };
   current.onmessage = (event) => {
+    heard();
     countReceived();
     // lastEventId stays set on later events without an id (like the greeting
     // after a reconnect), so an id is this event's only when it is new.
@@ -32,6 +51,7 @@ function connect(resume) {
     log('received', 'Received Message: ' + event.data, id);
   };
   current.addEventListener('missed', (event) => {
+    heard();
     countReceived();
     try {
       log('missed', describeMissed(JSON.parse(event.data)));
@@ -67,7 +87,13 @@ async function send(text) {
   }
 }
 
+function stopWatching() {
+  if (silence) silence.stop();
+  silence = null;
+}
+
 function closeStream() {
+  stopWatching();
   if (source) source.close();
 }
 

@@ -26,12 +26,45 @@ export function setState(next, detail) {
   byId('state-detail').textContent = detail || '';
 }
 
-// The connection opened: the first time, or once more after a drop.
+// The connection opened: the first time, or once more after a drop. True
+// the first time only.
 export function opened() {
-  if (openedBefore) reconnects += 1;
+  const first = !openedBefore;
+  if (!first) reconnects += 1;
   openedBefore = true;
   setState('open');
   log('open', 'Opened connection 🎉');
+  return first;
+}
+
+// The server's heartbeat, from the page it served: how often it sends
+// something (a ping) even when nothing else happens.
+export function heartbeatMs() {
+  return Number(document.body.dataset.heartbeatMs) || 30000;
+}
+
+// Watches for a dead link: a laptop that slept, a network that changed, a
+// frozen server. `onSilent` runs once nothing was heard for two and a half
+// heartbeats; call `heard()` for every sign of life, `stop()` when done.
+export function watchSilence(onSilent) {
+  const limit = heartbeatMs() * 2.5;
+  let last = Date.now();
+  const timer = setInterval(() => {
+    const silent = Date.now() - last;
+    if (silent > limit) {
+      clearInterval(timer);
+      log('error', 'Heard nothing for ' + (silent / 1000).toFixed(1) + ' s: reconnecting');
+      onSilent();
+    }
+  }, heartbeatMs() / 4);
+  return {
+    heard() {
+      last = Date.now();
+    },
+    stop() {
+      clearInterval(timer);
+    },
+  };
 }
 
 export function countReceived() {

@@ -39,5 +39,6 @@ pub fn frame(id: EventId, message: &str) -> Utf8Bytes {
 pub fn routes(
     context: Context<Utf8Bytes>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    handshake::route(context).or(pages::routes(PAGE))
+    let heartbeat = context.config.heartbeat;
+    handshake::route(context).or(pages::routes(PAGE, heartbeat))
 }

@@ -5,11 +5,13 @@ import {
   byId,
   countReceived,
   describeMissed,
+  heartbeatMs,
   lastSeenId,
   log,
   opened,
   sawId,
   setState,
+  watchSilence,
 } from '/common.js';
 
 const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/';
@@ -31,41 +33,77 @@ let attempts = 0;
 let retryTimer = null;
 // Sockets the page closed itself (Close, Reconnect, leaving): they stay closed.
 const closedOnPurpose = new WeakSet();
+// Sockets given up on because the link went silent: replaced already.
+const abandoned = new WeakSet();
+// The current socket's watch for silence, and its timer of pings.
+let silence = null;
+let pinger = null;
+let pings = 0;
 
 function connect() {
   clearTimeout(retryTimer);
+  stopWatching();
   const since = lastSeenId();
   const target = since ? url + '?since=' + encodeURIComponent(since) : url;
   setState('connecting');
   const current = new WebSocket(target);
   socket = current;
+  // Opening counts too: a connection that hangs is as dead as a silent one.
+  silence = watchSilence(abandon);
   current.onopen = () => {
     attempts = 0;
-    opened();
-    send({ message: 'Hello' });
+    // Hello on the first open only, as the original page did: after a server
+    // restart, every page coming back must not make one broadcast each.
+    if (opened()) send({ message: 'Hello' });
+    // Our own ping, answered to this page alone: the protocol's pings never
+    // reach JavaScript, so this is how the page hears an idle link is alive.
+    pinger = setInterval(() => sendQuietly({ ping: ++pings }), heartbeatMs());
   };
-  current.onmessage = (event) => receive(event.data);
+  current.onmessage = (event) => {
+    if (socket === current && silence) silence.heard();
+    receive(event.data);
+  };
   current.onerror = () => log('error', 'Connection error');
   current.onclose = (event) => {
     const why = CLOSE_REASONS[event.code] || 'code ' + event.code;
     log('close', 'Closed connection (' + event.code + ': ' + (event.reason || why) + ')');
+    if (abandoned.has(current)) return;
     if (closedOnPurpose.has(current)) {
       if (socket === current) setState('closed');
     } else {
+      stopWatching();
       scheduleReconnect();
     }
   };
 }
 
+// The link went silent: give up on this socket (even one still opening)
+// and reconnect, resuming after the last id seen.
+function abandon() {
+  stopWatching();
+  abandoned.add(socket);
+  socket.close();
+  scheduleReconnect();
+}
+
+function stopWatching() {
+  if (silence) silence.stop();
+  clearInterval(pinger);
+  silence = null;
+}
+
 function receive(data) {
-  countReceived();
   let message;
   try {
     message = JSON.parse(data);
   } catch {
+    countReceived();
     log('received', 'Received: ' + data);
     return;
   }
+  // The answer to the page's own ping: a sign of life, nothing to show.
+  if (message.pong !== undefined) return;
+  countReceived();
   if (message.missed) {
     log('missed', describeMissed(message));
   } else if (message.error) {
@@ -88,10 +126,16 @@ function scheduleReconnect() {
 
 function closeOnPurpose() {
   clearTimeout(retryTimer);
+  stopWatching();
   if (socket && socket.readyState <= WebSocket.OPEN) {
     closedOnPurpose.add(socket);
     socket.close(1000, 'closed by the page');
   }
+}
+
+// Sends without a log line: the pings would drown the log.
+function sendQuietly(payload) {
+  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(payload));
 }
 
 function send(payload) {

@@ -17,6 +17,8 @@ use crate::servers::{self, Demo, Kind, Profile, Server};
 
 /// A short tick, so every check sees several.
 const INTERVAL: Duration = Duration::from_millis(300);
+/// A short heartbeat, so that a page notices a dead link within seconds.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 const PATIENCE: Duration = Duration::from_secs(15);
 
 impl flags::E2e {
@@ -48,6 +50,8 @@ impl Running {
             port.to_string(),
             "--interval".to_owned(),
             format!("{}ms", INTERVAL.as_millis()),
+            "--heartbeat".to_owned(),
+            format!("{}ms", HEARTBEAT.as_millis()),
         ];
         let package = demo.package;
         let mut server = servers::start(demo, &args, "warn", Profile::Debug)?;
@@ -148,6 +152,16 @@ async fn suite() -> Result<Report> {
                 running.demo.name
             ),
             closed,
+        );
+    }
+    for (running, tab) in demos.iter().zip(&first_tabs) {
+        let thawed = notices_a_frozen_server_and_recovers(running, tab).await;
+        report.check(
+            &format!(
+                "{}: a frozen server is noticed, and the page resumes without a gap once it thaws",
+                running.demo.name
+            ),
+            thawed,
         );
     }
     for (running, tab) in demos.iter_mut().zip(&first_tabs) {
@@ -359,6 +373,48 @@ async fn comes_back_after_restart(running: &mut Running, tab: &Tab) -> Result<()
     let ticks = count(tab, "Hello hello!").await?;
     let ticked = async || Ok(count(tab, "Hello hello!").await? > ticks);
     wait_until("a tick from the new run", PATIENCE, ticked).await?;
+    // After a restart every page comes back at once: none may say Hello
+    // again, or N pages would cause N broadcasts to N pages.
+    let hellos = count(tab, r#"Sent: {"message":"Hello"}"#).await?;
+    if hellos > 1 {
+        bail!("the page said Hello {hellos} times: on reconnects too");
+    }
+    Ok(())
+}
+
+/// SIGSTOP freezes the server: no close, no error, nothing arrives, as when a
+/// laptop sleeps or a network goes away. The page must notice by itself (its
+/// heartbeat), and once the server thaws, resume after the last id it saw.
+async fn notices_a_frozen_server_and_recovers(running: &Running, tab: &Tab) -> Result<()> {
+    wait_until("the state to be open", PATIENCE, async || {
+        is_open(tab).await
+    })
+    .await?;
+    let noticed_before = count(tab, "Heard nothing").await?;
+    running.server.signal("STOP")?;
+    let frozen = tokio::time::Instant::now();
+    let noticed = async || Ok(count(tab, "Heard nothing").await? > noticed_before);
+    let result = wait_until("the page to notice the silence", PATIENCE, noticed).await;
+    running.server.signal("CONT")?;
+    result?;
+    let noticed_in = frozen.elapsed();
+    if noticed_in > HEARTBEAT * 4 {
+        bail!("the page took {noticed_in:?} to notice");
+    }
+    let last = seqs(tab).await?.last().copied().context("no id seen")?;
+    let caught_up =
+        async || Ok(is_open(tab).await? && seqs(tab).await?.iter().any(|&each| each >= last + 3));
+    wait_until("open again, with new ticks", PATIENCE, caught_up).await?;
+    let after: Vec<u64> = seqs(tab)
+        .await?
+        .into_iter()
+        .skip_while(|&each| each != last)
+        .collect();
+    if !after.windows(2).all(|pair| pair[1] == pair[0] + 1) {
+        bail!("ids after {last} are not consecutive: {after:?}");
+    }
+    // Abandoning a connection that hung makes the browser log an error.
+    tab.take_errors();
     Ok(())
 }
 

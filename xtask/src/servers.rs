@@ -199,17 +199,26 @@ async fn copy_lines(
 }
 
 impl Server {
+    /// Sends the server `signal` (`INT`, `STOP`, `CONT`...).
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let pid = self.child.id().context("the server has exited")?;
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .context("cannot run kill")?;
+        anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+        Ok(())
+    }
+
     /// Asks the server to stop as Ctrl-C would, and waits for it (killing it
     /// after 10 s).
     pub async fn stop(&mut self) {
         if let Ok(Some(_)) = self.child.try_wait() {
             return;
         }
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill")
-                .args(["-INT", &pid.to_string()])
-                .status();
-        }
+        // A frozen server would never see the INT.
+        let _ = self.signal("CONT");
+        let _ = self.signal("INT");
         let wait = tokio::time::timeout(std::time::Duration::from_secs(10), self.child.wait());
         if wait.await.is_err() {
             eprintln!(

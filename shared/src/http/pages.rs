@@ -5,6 +5,8 @@
 //! title, its explanation (`static/intro.html`) and its client script. The
 //! scripts are ES modules: `client.js` imports what it uses from `/common.js`.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use warp::http::HeaderValue;
 use warp::http::header::{CACHE_CONTROL, CONTENT_TYPE};
@@ -27,17 +29,22 @@ const STYLE: &str = include_str!("../../static/style.css");
 const COMMON_SCRIPT: &str = include_str!("../../static/common.js");
 
 impl Page {
-    /// The page's HTML: the shared layout with this demo's title and intro.
-    pub fn html(&self) -> String {
+    /// The page's HTML: the shared layout with this demo's title and intro,
+    /// and the server's heartbeat, which the page listens for.
+    pub fn html(&self, heartbeat: Duration) -> String {
         LAYOUT
             .replace("{{title}}", self.title)
             .replace("{{intro}}", self.intro)
+            .replace("{{heartbeat_ms}}", &heartbeat.as_millis().to_string())
     }
 }
 
 /// `GET /`, `GET /client.js`, `GET /common.js` and `GET /style.css`.
-pub fn routes(page: Page) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let html = Bytes::from(page.html());
+pub fn routes(
+    page: Page,
+    heartbeat: Duration,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let html = Bytes::from(page.html(heartbeat));
     let file = |content: Bytes, content_type: &'static str| {
         move || {
             let mut response = Response::new(content.clone().into());
@@ -81,10 +88,11 @@ mod tests {
             intro: "Hello <code>x</code>",
             script: "",
         };
-        let html = page.html();
+        let html = page.html(Duration::from_secs(15));
         assert!(html.contains("<title>Demo</title>"));
         assert!(html.contains("<h1>Demo</h1>"));
         assert!(html.contains("<p>Hello <code>x</code></p>"));
+        assert!(html.contains(r#"data-heartbeat-ms="15000""#));
         assert!(!html.contains("{{"));
     }
 }
