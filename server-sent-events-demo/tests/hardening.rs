@@ -39,8 +39,8 @@ impl Stream {
             .await
             .unwrap();
         let mut reader = BufReader::new(stream);
-        let status = testing::read_head(&mut reader).await;
-        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        let head = testing::read_head(&mut reader).await;
+        assert_eq!(head.status, 200, "{head:?}");
         let mut stream = Stream {
             reader,
             text: String::new(),

@@ -255,8 +255,8 @@ impl RawSocket {
             .await
             .unwrap();
         let mut reader = BufReader::new(stream);
-        let status = testing::read_head(&mut reader).await;
-        assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+        let head = testing::read_head(&mut reader).await;
+        assert_eq!(head.status, 101, "{head:?}");
         let mut socket = RawSocket(reader);
         let (opcode, gotcha) = socket.read_frame().await.expect("the greeting");
         assert_eq!(

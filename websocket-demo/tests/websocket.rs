@@ -287,8 +287,8 @@ async fn raw_websocket(addr: SocketAddr) -> BufReader<TcpStream> {
         .await
         .unwrap();
     let mut reader = BufReader::new(stream);
-    let status = testing::read_head(&mut reader).await;
-    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    let head = testing::read_head(&mut reader).await;
+    assert_eq!(head.status, 101, "{head:?}");
     reader
 }
 
