@@ -1,71 +1,18 @@
 //! Bad input over raw TCP: every case gets its exact status or close code,
 //! nothing it sends is broadcast, and a watching client still gets the next tick.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::atomic::Ordering;
 
-use futures_util::StreamExt;
+use common::{BINARY, CLOSE, FIN, KEY, PING, RawSocket, TEXT, UPGRADE, V13, Watcher, frame, start};
 use serde_json::Value;
 use shared::Server;
 use shared::policy::Reason;
-use shared::testing::{self, PATIENCE, eventually, http};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use shared::testing::{self, eventually, http};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-const UPGRADE: &str =
-    "GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
-const KEY: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
-const V13: &str = "Sec-WebSocket-Version: 13\r\n";
-
-async fn start(options: &[&str]) -> Server<Utf8Bytes> {
-    testing::start(
-        &websocket_demo::DEFAULTS,
-        websocket_demo::frame,
-        websocket_demo::routes,
-        options,
-    )
-    .await
-}
-
-/// A well-behaved client that watches what is broadcast.
-struct Watcher(Client);
-
-impl Watcher {
-    async fn connect(addr: SocketAddr) -> Watcher {
-        let (client, _) = connect_async(format!("ws://{addr}/")).await.unwrap();
-        let mut watcher = Watcher(client);
-        assert_eq!(watcher.next().await["message"], "Gotcha");
-        watcher
-    }
-
-    async fn next(&mut self) -> Value {
-        loop {
-            let message = timeout(PATIENCE, self.0.next())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            if let Message::Text(text) = message {
-                return serde_json::from_str(&text).unwrap();
-            }
-        }
-    }
-
-    /// Waits for the next tick; fails if anything else was broadcast first.
-    async fn next_tick_only(&mut self, case: &str) {
-        let message = self.next().await;
-        assert_eq!(
-            message["message"], "Hello hello!",
-            "after {case}: {message}"
-        );
-    }
-}
 
 #[tokio::test]
 async fn bad_requests_and_handshakes_get_their_status() {
@@ -206,113 +153,6 @@ async fn bad_requests_and_handshakes_get_their_status() {
 /// Every broadcast so far was a tick (nothing else reached the hub).
 fn watcher_ticks(server: &Server<Utf8Bytes>) -> u64 {
     server.hub.last_id().map_or(0, |id| id.seq)
-}
-
-/// Builds a client frame: `head` is the first byte (FIN, RSV, opcode).
-fn frame(head: u8, payload: &[u8], masked: bool) -> Vec<u8> {
-    let mut out = vec![head];
-    let mask_bit = if masked { 0x80 } else { 0 };
-    match payload.len() {
-        len @ 0..=125 => out.push(mask_bit | len as u8),
-        len @ 126..=65535 => {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        len => {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    if masked {
-        let key = [0x11, 0x22, 0x33, 0x44];
-        out.extend_from_slice(&key);
-        out.extend(
-            payload
-                .iter()
-                .enumerate()
-                .map(|(i, byte)| byte ^ key[i % 4]),
-        );
-    } else {
-        out.extend_from_slice(payload);
-    }
-    out
-}
-
-const FIN: u8 = 0x80;
-const TEXT: u8 = 0x1;
-const BINARY: u8 = 0x2;
-const CLOSE: u8 = 0x8;
-const PING: u8 = 0x9;
-
-/// A raw WebSocket after its handshake.
-struct RawSocket(BufReader<TcpStream>);
-
-impl RawSocket {
-    async fn open(addr: SocketAddr) -> RawSocket {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(format!("{UPGRADE}{KEY}{V13}\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut reader = BufReader::new(stream);
-        let head = testing::read_head(&mut reader).await;
-        assert_eq!(head.status, 101, "{head:?}");
-        let mut socket = RawSocket(reader);
-        let (opcode, gotcha) = socket.read_frame().await.expect("the greeting");
-        assert_eq!(
-            (opcode, gotcha.as_slice()),
-            (TEXT, br#"{"message":"Gotcha"}"#.as_slice())
-        );
-        socket
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        // The server may close before it has read everything we send.
-        let _ = self.0.get_mut().write_all(bytes).await;
-    }
-
-    /// One server frame (never masked, never fragmented here); `None` at EOF.
-    async fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
-        let read = async {
-            let mut head = [0; 2];
-            self.0.read_exact(&mut head).await.ok()?;
-            let len = match head[1] & 0x7f {
-                126 => u64::from(self.0.read_u16().await.ok()?),
-                127 => self.0.read_u64().await.ok()?,
-                len => u64::from(len),
-            };
-            let mut payload = vec![0; len as usize];
-            self.0.read_exact(&mut payload).await.ok()?;
-            Some((head[0] & 0x0f, payload))
-        };
-        timeout(PATIENCE, read)
-            .await
-            .expect("the server answers in time")
-    }
-
-    /// Reads until the server's close frame; its code.
-    async fn close_code(&mut self) -> Option<u16> {
-        while let Some((opcode, payload)) = self.read_frame().await {
-            if opcode == CLOSE {
-                return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
-            }
-        }
-        None
-    }
-
-    /// Reads until a text frame with an error (skipping broadcasts); its text.
-    async fn next_error(&mut self) -> String {
-        loop {
-            let (opcode, payload) = self.read_frame().await.expect("the connection stays open");
-            let message: Value = match opcode {
-                TEXT => serde_json::from_slice(&payload).unwrap(),
-                _ => continue,
-            };
-            if let Some(error) = message["error"].as_str() {
-                return error.to_owned();
-            }
-        }
-    }
 }
 
 #[tokio::test]
