@@ -170,7 +170,7 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-/// The data of a tick, as every stream and socket carries it.
+/// The data line of every tick.
 const TICK: &str = r#"{"message":"Hello hello!"}"#;
 
 /// One block of an event stream, up to its blank line.
@@ -197,21 +197,17 @@ impl Block {
     }
 
     pub fn seq(&self) -> u64 {
-        seq_of(
-            self.id
-                .as_deref()
-                .unwrap_or_else(|| panic!("no id in {self:?}")),
-        )
+        let id = self.id.as_deref();
+        seq_of(id.unwrap_or_else(|| panic!("no id in {self:?}")))
     }
 
     /// An id and the tick's data, nothing else.
     pub fn is_tick(&self) -> bool {
-        self.id.is_some()
-            && *self
-                == Block {
-                    id: self.id.clone(),
-                    ..Block::only_data(TICK)
-                }
+        let tick = Block {
+            id: self.id.clone(),
+            ..Block::only_data(TICK)
+        };
+        self.id.is_some() && *self == tick
     }
 
     fn parse(text: &str) -> Block {
@@ -288,7 +284,7 @@ impl EventStream {
                 let text: String = self.pending.drain(..end + 2).collect();
                 let block = Block::parse(&text);
                 if let Some(id) = &block.id {
-                    self.last_id = Some(id.parse().expect("ids are <run>-<seq>"));
+                    self.last_id = Some(id_of(id));
                 }
                 return Some(block);
             }
@@ -400,11 +396,15 @@ pub async fn publish_burst<F>(hub: &Hub<F>, count: u64, message: &str) {
     }
 }
 
-/// The sequence number of an id `<run>-<seq>`, parsed as the server does.
-pub fn seq_of(id: &str) -> u64 {
-    id.parse::<EventId>()
-        .unwrap_or_else(|_| panic!("{id:?} is not <run>-<seq>"))
-        .seq
+/// An id `<run>-<seq>`, parsed as the server parses it.
+pub fn id_of(text: &str) -> EventId {
+    text.parse()
+        .unwrap_or_else(|_| panic!("{text:?} is not <run>-<seq>"))
+}
+
+/// The sequence number of an id `<run>-<seq>`.
+pub fn seq_of(text: &str) -> u64 {
+    id_of(text).seq
 }
 
 /// Reproducible randomness without a dependency (xorshift64); the seed is

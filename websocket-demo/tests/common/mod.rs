@@ -106,7 +106,7 @@ impl Watcher {
     pub async fn next(&mut self) -> Value {
         let message = next_json(&mut self.client).await;
         if let Some(id) = message["id"].as_str() {
-            self.last_id = Some(id.parse().expect("ids are <run>-<seq>"));
+            self.last_id = Some(testing::id_of(id));
         }
         message
     }
