@@ -122,72 +122,31 @@ async fn bad_posts_get_a_json_error_and_broadcast_nothing() {
     let server = start(&["--interval", "60m", "--max-message", "100"]).await;
     let mut stream = EventStream::open(server.addr, "/sse", &[]).await;
     let long = format!(r#"{{"message":"{}"}}"#, "x".repeat(100));
-    let cases: &[(&[u8], u16)] = &[
-        (
-            &request(
-                "POST",
-                "/api",
-                &[("Content-Type", "application/json")],
-                "not json",
-            ),
-            400,
-        ),
-        (
-            &request(
-                "POST",
-                "/api",
-                &[("Content-Type", "application/json")],
-                "[1,2]",
-            ),
-            400,
-        ),
-        (
-            &request(
-                "POST",
-                "/api",
-                &[("Content-Type", "application/json")],
-                r#"{"message":7}"#,
-            ),
-            400,
-        ),
-        (
-            &request(
-                "POST",
-                "/api",
-                &[("Content-Type", "text/plain")],
-                r#"{"message":"x"}"#,
-            ),
-            415,
-        ),
-        (&request("POST", "/api", &[], r#"{"message":"x"}"#), 415),
-        (
-            &request(
-                "POST",
-                "/api",
-                &[("Content-Type", "application/json")],
-                &long,
-            ),
-            413,
-        ),
-        (&request("GET", "/api", &[], ""), 405),
-        (
-            &request("PUT", "/api", &[("Content-Type", "application/json")], "{}"),
-            405,
-        ),
+    let json = [("Content-Type", "application/json")];
+    let text = [("Content-Type", "text/plain")];
+    let api = |headers: &[(&str, &str)], body: &str| request("POST", "/api", headers, body);
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("not JSON", api(&json, "not json"), 400),
+        ("a JSON array", api(&json, "[1,2]"), 400),
+        ("a number as message", api(&json, r#"{"message":7}"#), 400),
+        ("text/plain", api(&text, r#"{"message":"x"}"#), 415),
+        ("no Content-Type", api(&[], r#"{"message":"x"}"#), 415),
+        ("a body over the limit", api(&json, &long), 413),
+        ("GET /api", request("GET", "/api", &[], ""), 405),
+        ("PUT /api", request("PUT", "/api", &json, "{}"), 405),
     ];
-    for (raw, status) in cases {
+    for (case, raw, status) in &cases {
         let response = http(server.addr, raw).await;
-        let shown = String::from_utf8_lossy(raw);
-        assert_eq!(response.status, *status, "{shown}");
+        assert_eq!(response.status, *status, "{case}");
         assert_eq!(
             response.header("content-type"),
             Some("application/json"),
-            "{shown}"
+            "{case}"
         );
         let error = serde_json::from_str::<Value>(&response.body).unwrap();
         assert!(
             error["error"].as_str().is_some_and(|text| !text.is_empty()),
-            "{shown}"
+            "{case}"
         );
     }
     assert_eq!(server.hub.stats.broadcasts.load(Ordering::Relaxed), 0);
