@@ -1,6 +1,6 @@
-//! Bad input to the SSE demo over raw TCP: every refusal has its exact status
-//! and a JSON error, nothing refused is broadcast, open streams carry on; and
-//! `/healthz` and `/metrics` report it.
+//! Bad input to the SSE demo over raw TCP: every refusal has its exact status,
+//! a JSON error and its own reason counted, nothing refused is broadcast, open
+//! streams carry on; and `/healthz` and `/metrics` report what happened.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -10,10 +10,7 @@ use prometheus_parse::{LineInfo, Scrape, Value as Metric};
 use serde_json::{Value, json};
 use shared::Server;
 use shared::policy::Reason;
-use shared::testing::{self, PATIENCE, http, request};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::time::timeout;
+use shared::testing::{self, Block, EventStream, Tally, http, request};
 
 async fn start(options: &[&str]) -> Server<Bytes> {
     testing::start(
@@ -25,62 +22,9 @@ async fn start(options: &[&str]) -> Server<Bytes> {
     .await
 }
 
-/// An open event stream, read raw: every byte the server sends, unchunked.
-struct Stream {
-    reader: BufReader<TcpStream>,
-    text: String,
-}
-
-impl Stream {
-    async fn open(addr: SocketAddr) -> Stream {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .await
-            .unwrap();
-        let mut reader = BufReader::new(stream);
-        let status = testing::read_head(&mut reader).await;
-        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-        let mut stream = Stream {
-            reader,
-            text: String::new(),
-        };
-        assert_eq!(stream.next_block().await, "retry: 2000");
-        assert_eq!(stream.next_block().await, r#"data: {"message":"Gotcha"}"#);
-        stream
-    }
-
-    /// The next block of the stream, up to (without) its blank line.
-    async fn next_block(&mut self) -> String {
-        loop {
-            if let Some(end) = self.text.find("\n\n") {
-                let block: String = self.text.drain(..end + 2).collect();
-                return block.trim_end().to_owned();
-            }
-            let mut size = String::new();
-            timeout(PATIENCE, self.reader.read_line(&mut size))
-                .await
-                .unwrap()
-                .unwrap();
-            let size = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
-            let mut chunk = vec![0; size + 2];
-            self.reader.read_exact(&mut chunk).await.unwrap();
-            chunk.truncate(size);
-            self.text.push_str(&String::from_utf8(chunk).unwrap());
-        }
-    }
-
-    /// The next event's lines; fails unless it is a tick.
-    async fn next_tick_only(&mut self, case: &str) {
-        let block = self.next_block().await;
-        let lines: Vec<&str> = block.lines().collect();
-        assert_eq!(lines.len(), 2, "after {case}: {block:?}");
-        assert!(lines[0].starts_with("id: "), "after {case}: {block:?}");
-        assert_eq!(
-            lines[1], r#"data: {"message":"Hello hello!"}"#,
-            "after {case}"
-        );
-    }
+/// A plain `GET /sse`, opening checked.
+async fn open(addr: SocketAddr) -> EventStream {
+    EventStream::open(addr, "/sse", &[]).await
 }
 
 fn post(headers: &[(&str, &str)], body: &str) -> Vec<u8> {
@@ -92,7 +36,7 @@ const JSON: (&str, &str) = ("Content-Type", "application/json");
 #[tokio::test]
 async fn every_refused_request_gets_its_status_and_broadcasts_nothing() {
     let server = start(&["--interval", "150ms", "--max-message", "100"]).await;
-    let mut watcher = Stream::open(server.addr).await;
+    let mut watcher = open(server.addr).await;
     let hey = r#"{"message":"Hey there"}"#;
     let long = format!(r#"{{"message":"{}"}}"#, "x".repeat(100));
     let chunked_long = format!(
@@ -106,21 +50,47 @@ async fn every_refused_request_gets_its_status_and_broadcasts_nothing() {
         b"Content-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"message\":\"\xff\"}",
     ]
     .concat();
-    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
-        ("malformed request line", b"POST\r\n\r\n".to_vec(), 400),
+    let malformed = Some(Reason::MalformedHttp);
+    let method = Some(Reason::Method);
+    let content_type = Some(Reason::ContentType);
+    let too_large = Some(Reason::TooLarge);
+    let bad_message = Some(Reason::BadMessage);
+    let origin = Some(Reason::Origin);
+    // Answered by warp's recover (a bad query, 404, 405 off /api): no
+    // client's fault to count.
+    let not_counted = None;
+    let cases: Vec<(&str, Vec<u8>, u16, Option<Reason>)> = vec![
+        (
+            "malformed request line",
+            b"POST\r\n\r\n".to_vec(),
+            400,
+            malformed,
+        ),
         (
             "malformed header",
             b"POST /api HTTP/1.1\r\nHost x\r\n\r\n".to_vec(),
             400,
+            malformed,
         ),
-        ("GET /api", request("GET", "/api", &[], ""), 405),
-        ("PUT /api", request("PUT", "/api", &[JSON], hey), 405),
-        ("DELETE /api", request("DELETE", "/api", &[], ""), 405),
-        ("no Content-Type", post(&[], hey), 415),
+        ("GET /api", request("GET", "/api", &[], ""), 405, method),
+        (
+            "PUT /api",
+            request("PUT", "/api", &[JSON], hey),
+            405,
+            method,
+        ),
+        (
+            "DELETE /api",
+            request("DELETE", "/api", &[], ""),
+            405,
+            method,
+        ),
+        ("no Content-Type", post(&[], hey), 415, content_type),
         (
             "text/plain",
             post(&[("Content-Type", "text/plain")], hey),
             415,
+            content_type,
         ),
         (
             "form data",
@@ -129,44 +99,81 @@ async fn every_refused_request_gets_its_status_and_broadcasts_nothing() {
                 "message=hi",
             ),
             415,
+            content_type,
         ),
-        ("declared body over the limit", post(&[JSON], &long), 413),
+        (
+            "declared body over the limit",
+            post(&[JSON], &long),
+            413,
+            too_large,
+        ),
         (
             "chunked body over the limit",
             chunked_long.into_bytes(),
             413,
+            too_large,
         ),
-        ("not JSON", post(&[JSON], "Hey there"), 400),
-        ("empty body", post(&[JSON], ""), 400),
-        ("truncated JSON", post(&[JSON], r#"{"message":"#), 400),
-        ("a JSON array", post(&[JSON], "[1,2]"), 400),
-        ("no message field", post(&[JSON], r#"{"text":"hi"}"#), 400),
+        ("not JSON", post(&[JSON], "Hey there"), 400, bad_message),
+        ("empty body", post(&[JSON], ""), 400, bad_message),
+        (
+            "truncated JSON",
+            post(&[JSON], r#"{"message":"#),
+            400,
+            bad_message,
+        ),
+        ("a JSON array", post(&[JSON], "[1,2]"), 400, bad_message),
+        (
+            "no message field",
+            post(&[JSON], r#"{"text":"hi"}"#),
+            400,
+            bad_message,
+        ),
         (
             "a number as message",
             post(&[JSON], r#"{"message":7}"#),
             400,
+            bad_message,
         ),
-        ("invalid UTF-8", invalid_utf8, 400),
-        ("a disallowed origin", post(&[JSON, evil], hey), 403),
+        (
+            "invalid UTF-8",
+            invalid_utf8,
+            400,
+            Some(Reason::InvalidUtf8),
+        ),
+        ("a disallowed origin", post(&[JSON, evil], hey), 403, origin),
         (
             "a preflight from a disallowed origin",
             request("OPTIONS", "/api", &[evil], ""),
             403,
+            origin,
         ),
         (
             "a stream from a disallowed origin",
             request("GET", "/sse", &[evil], ""),
             403,
+            origin,
         ),
         (
             "lastEventId given twice",
             request("GET", "/sse?lastEventId=a-1&lastEventId=a-2", &[], ""),
             400,
+            not_counted,
         ),
-        ("an unknown path", request("GET", "/nope", &[], ""), 404),
-        ("DELETE /sse", request("DELETE", "/sse", &[], ""), 405),
+        (
+            "an unknown path",
+            request("GET", "/nope", &[], ""),
+            404,
+            not_counted,
+        ),
+        (
+            "DELETE /sse",
+            request("DELETE", "/sse", &[], ""),
+            405,
+            not_counted,
+        ),
     ];
-    for (case, raw, expected) in &cases {
+    for (case, raw, expected, reason) in &cases {
+        let before = Tally::of(server.rejections());
         let response = http(server.addr, raw).await;
         assert_eq!(response.status, *expected, "{case}: {}", response.body);
         if !case.starts_with("malformed") {
@@ -181,24 +188,12 @@ async fn every_refused_request_gets_its_status_and_broadcasts_nothing() {
             assert_eq!(response.header("allow"), Some("POST, OPTIONS"), "{case}");
         }
         watcher.next_tick_only(case).await;
+        before
+            .assert_counted(server.rejections(), *reason, case)
+            .await;
     }
-    assert_eq!(
-        server.hub.stats.broadcasts.load(Ordering::Relaxed),
-        server.hub.last_id().map_or(0, |id| id.seq),
-        "only ticks were broadcast"
-    );
-    let rejected = server.rejections();
-    for (reason, count) in [
-        (Reason::MalformedHttp, 2),
-        (Reason::Method, 3),
-        (Reason::ContentType, 3),
-        (Reason::TooLarge, 2),
-        (Reason::BadMessage, 6),
-        (Reason::InvalidUtf8, 1),
-        (Reason::Origin, 3),
-    ] {
-        assert_eq!(rejected.count(reason), count, "{reason:?}");
-    }
+    let last = server.hub.last_id().expect("ticks were broadcast");
+    watcher.only_ticks_through(last).await;
     println!("tried {} bad requests", cases.len());
 }
 
@@ -257,7 +252,7 @@ async fn allowed_origins_get_cors_headers() {
 async fn a_flood_of_posts_gets_429_with_retry_after() {
     // One token every 10 s: only the burst of 5 gets through, however slow the run.
     let server = start(&["--interval", "150ms", "--rate", "0.1", "--burst", "5"]).await;
-    let mut watcher = Stream::open(server.addr).await;
+    let mut watcher = open(server.addr).await;
     let mut statuses = Vec::new();
     let mut retry_after = None;
     for _ in 0..12 {
@@ -281,37 +276,39 @@ async fn a_flood_of_posts_gets_429_with_retry_after() {
     // Exactly the accepted posts were broadcast, and the ticks carry on.
     let mut changed = 0;
     while changed < passed {
-        let block = watcher.next_block().await;
-        if block.ends_with(r#"data: {"message":"Something changed"}"#) {
+        let event = watcher.next_event().await;
+        if event.json() == json!({ "message": "Something changed" }) {
             changed += 1;
+        } else {
+            assert!(event.is_tick(), "during the flood: {event:?}");
         }
     }
     watcher.next_tick_only("the flood").await;
+    let last = server.hub.last_id().expect("ticks were broadcast");
+    watcher.only_ticks_through(last).await;
 }
 
 #[tokio::test]
 async fn streams_over_the_cap_get_503_and_the_others_carry_on() {
     let server = start(&["--interval", "150ms", "--max-clients", "2"]).await;
-    let mut streams = vec![
-        Stream::open(server.addr).await,
-        Stream::open(server.addr).await,
-    ];
+    let mut streams = vec![open(server.addr).await, open(server.addr).await];
+    let before = Tally::of(server.rejections());
     let refused = http(server.addr, &request("GET", "/sse", &[], "")).await;
     assert_eq!(refused.status, 503);
     assert!(refused.body.contains("error"));
+    let case = "a stream over the cap";
     for stream in &mut streams {
-        stream.next_tick_only("a stream over the cap").await;
+        stream.next_tick_only(case).await;
     }
-    assert_eq!(server.rejections().count(Reason::Capacity), 1);
+    before
+        .assert_counted(server.rejections(), Some(Reason::Capacity), case)
+        .await;
 }
 
 #[tokio::test]
 async fn line_breaks_in_messages_cannot_forge_events_or_fields() {
     let server = start(&["--interval", "60m"]).await;
-    let mut streams = vec![
-        Stream::open(server.addr).await,
-        Stream::open(server.addr).await,
-    ];
+    let mut streams = vec![open(server.addr).await, open(server.addr).await];
     let forged = "x\n\ndata: forged\r\nid: 999\revent: evil\r\n\r\nretry: 1";
     let body = json!({ "message": forged }).to_string();
     let response = http(server.addr, &post(&[JSON], &body)).await;
@@ -319,19 +316,23 @@ async fn line_breaks_in_messages_cannot_forge_events_or_fields() {
     // And straight into the hub, past the JSON encoding of the API.
     let id = server.hub.publish(forged);
     for stream in &mut streams {
-        let first = stream.next_block().await;
-        let lines: Vec<&str> = first.lines().collect();
-        assert_eq!(lines.len(), 2, "{first:?}");
-        assert_eq!(lines[1], r#"data: {"message":"Something changed"}"#);
-        let second = stream.next_block().await;
-        let lines: Vec<&str> = second.lines().collect();
-        assert_eq!(lines[0], format!("id: {id}"));
-        assert!(
-            lines[1..].iter().all(|line| line.starts_with("data: ")),
-            "{second:?}"
-        );
-        let data: Value = serde_json::from_str(&lines[1][6..]).unwrap();
-        assert_eq!(data, json!({ "message": forged }));
+        let first = stream.next_block().await.expect("the posted event");
+        assert!(first.id.is_some(), "{first:?}");
+        let posted = Block {
+            id: first.id.clone(),
+            ..Block::only_data(r#"{"message":"Something changed"}"#)
+        };
+        assert_eq!(first, posted);
+        let second = stream.next_block().await.expect("the published event");
+        assert_eq!(second.id, Some(id.to_string()));
+        assert_eq!(second.data.len(), 1, "one data line: {second:?}");
+        assert_eq!(second.json(), json!({ "message": forged }));
+        let rest = Block {
+            id: None,
+            data: Vec::new(),
+            ..second
+        };
+        assert_eq!(rest, Block::default(), "nothing but the id and the data");
     }
 }
 
@@ -365,7 +366,7 @@ fn sample(scrape: &Scrape, name: &str, reason: Option<&str>) -> f64 {
 }
 
 #[tokio::test]
-async fn health_and_metrics_follow_what_the_server_does() {
+async fn metrics_follow_what_the_server_does() {
     let server = start(&["--interval", "60m"]).await;
     let before = metrics(server.addr).await;
     assert_eq!(sample(&before, "demo_connected_clients", None), 0.0);
@@ -378,7 +379,7 @@ async fn health_and_metrics_follow_what_the_server_does() {
             .value,
         Metric::Counter(_)
     ));
-    let mut stream = Stream::open(server.addr).await;
+    let mut stream = open(server.addr).await;
     assert_eq!(
         http(server.addr, &post(&[JSON], r#"{"message":"hi"}"#))
             .await
@@ -386,7 +387,7 @@ async fn health_and_metrics_follow_what_the_server_does() {
         200
     );
     assert_eq!(http(server.addr, &post(&[JSON], "nope")).await.status, 400);
-    stream.next_block().await;
+    stream.next_event().await;
 
     let after = metrics(server.addr).await;
     assert_eq!(sample(&after, "demo_connected_clients", None), 1.0);
@@ -402,7 +403,15 @@ async fn health_and_metrics_follow_what_the_server_does() {
         0.0
     );
     assert_eq!(sample(&after, "demo_rate_limited_total", None), 0.0);
+}
 
+#[tokio::test]
+async fn healthz_reports_the_clients_and_the_last_id() {
+    let server = start(&["--interval", "60m"]).await;
+    let mut stream = open(server.addr).await;
+    let posted = http(server.addr, &post(&[JSON], r#"{"message":"hi"}"#)).await;
+    assert_eq!(posted.status, 200);
+    stream.next_event().await;
     let health = http(server.addr, &request("GET", "/healthz", &[], "")).await;
     assert_eq!(health.status, 200);
     let health: Value = serde_json::from_str(&health.body).unwrap();

@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use shared::Server;
-use shared::testing::{self, PATIENCE, Random, eventually, http, request};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use shared::testing::{self, Block, EventStream, PATIENCE, Random, eventually, http, request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -21,151 +21,6 @@ async fn start(options: &[&str]) -> Server<Bytes> {
     .await
 }
 
-/// One block of an event stream, up to its blank line.
-#[derive(Debug, Default, Clone, PartialEq)]
-struct Block {
-    event: Option<String>,
-    id: Option<String>,
-    data: Vec<String>,
-    retry: Option<String>,
-    comments: Vec<String>,
-}
-
-impl Block {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.data.join("\n")).expect("the data is JSON")
-    }
-
-    fn seq(&self) -> u64 {
-        let id = self
-            .id
-            .as_deref()
-            .unwrap_or_else(|| panic!("no id in {self:?}"));
-        id.rsplit_once('-')
-            .and_then(|(_, seq)| seq.parse().ok())
-            .expect("ids end in -<seq>")
-    }
-}
-
-/// An open `GET /sse`, read chunk by chunk as a browser would.
-struct EventStream {
-    reader: BufReader<TcpStream>,
-    pending: String,
-    headers: Vec<(String, String)>,
-}
-
-impl EventStream {
-    async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> EventStream {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        let mut head =
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n");
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).await.unwrap();
-        let mut reader = BufReader::new(stream);
-        let mut status = String::new();
-        timeout(PATIENCE, reader.read_line(&mut status))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).await.unwrap();
-            let Some((name, value)) = line.trim_end().split_once(':') else {
-                break;
-            };
-            headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
-        }
-        EventStream {
-            reader,
-            pending: String::new(),
-            headers,
-        }
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    }
-
-    /// The next block, or `None` when the stream ends.
-    async fn next_block(&mut self) -> Option<Block> {
-        loop {
-            if let Some(end) = self.pending.find("\n\n") {
-                let text: String = self.pending.drain(..end + 2).collect();
-                return Some(parse_block(&text));
-            }
-            let chunk = timeout(PATIENCE, self.read_chunk())
-                .await
-                .expect("the stream moves in time")?;
-            self.pending.push_str(&chunk);
-        }
-    }
-
-    /// The next block that carries data (skipping comments and `retry:`).
-    async fn next_event(&mut self) -> Block {
-        loop {
-            let block = self.next_block().await.expect("the stream stays open");
-            if !block.data.is_empty() {
-                return block;
-            }
-        }
-    }
-
-    /// One chunk of the chunked body; `None` at its end or on EOF.
-    async fn read_chunk(&mut self) -> Option<String> {
-        let mut size = String::new();
-        if self.reader.read_line(&mut size).await.ok()? == 0 {
-            return None;
-        }
-        let size = usize::from_str_radix(size.trim(), 16).ok()?;
-        if size == 0 {
-            return None;
-        }
-        let mut data = vec![0; size + 2];
-        self.reader.read_exact(&mut data).await.ok()?;
-        data.truncate(size);
-        Some(String::from_utf8(data).expect("the stream is UTF-8"))
-    }
-}
-
-fn parse_block(text: &str) -> Block {
-    let mut block = Block::default();
-    for line in text.lines().filter(|line| !line.is_empty()) {
-        if let Some(comment) = line.strip_prefix(':') {
-            block.comments.push(comment.trim().to_owned());
-            continue;
-        }
-        let (field, value) = line.split_once(':').unwrap_or((line, ""));
-        let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
-        match field {
-            "event" => block.event = Some(value),
-            "id" => block.id = Some(value),
-            "data" => block.data.push(value),
-            "retry" => block.retry = Some(value),
-            other => panic!("unexpected field {other:?} in {text:?}"),
-        }
-    }
-    block
-}
-
-/// Opens a stream and checks its opening: `retry:` then the Gotcha event.
-async fn open_and_greet(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> EventStream {
-    let mut stream = EventStream::open(addr, path, headers).await;
-    let retry = stream.next_block().await.unwrap();
-    assert_eq!(retry.retry.as_deref(), Some("2000"));
-    let gotcha = stream.next_event().await;
-    assert_eq!(gotcha.json(), json!({ "message": "Gotcha" }));
-    assert_eq!(gotcha.id, None, "the greeting is not part of the stream");
-    stream
-}
-
 async fn post(addr: SocketAddr, content_type: &str, body: &str) -> testing::Response {
     http(
         addr,
@@ -175,14 +30,20 @@ async fn post(addr: SocketAddr, content_type: &str, body: &str) -> testing::Resp
 }
 
 #[tokio::test]
+async fn a_stream_is_served_as_an_uncached_event_stream() {
+    let server = start(&["--interval", "60m"]).await;
+    let stream = EventStream::open(server.addr, "/sse", &[]).await;
+    let head = &stream.head;
+    assert_eq!(head.header("content-type"), Some("text/event-stream"));
+    assert_eq!(head.header("cache-control"), Some("no-cache"));
+}
+
+#[tokio::test]
 async fn gotcha_comes_first_then_the_tick_reaches_every_stream() {
     let server = start(&["--interval", "100ms"]).await;
     let mut streams = Vec::new();
     for _ in 0..3 {
-        let stream = open_and_greet(server.addr, "/sse", &[]).await;
-        assert_eq!(stream.header("content-type"), Some("text/event-stream"));
-        assert_eq!(stream.header("cache-control"), Some("no-cache"));
-        streams.push(stream);
+        streams.push(EventStream::open(server.addr, "/sse", &[]).await);
     }
     for stream in &mut streams {
         let tick = stream.next_event().await;
@@ -196,7 +57,7 @@ async fn a_post_reaches_every_stream_as_something_changed() {
     let server = start(&["--interval", "60m"]).await;
     let mut streams = Vec::new();
     for _ in 0..3 {
-        streams.push(open_and_greet(server.addr, "/sse", &[]).await);
+        streams.push(EventStream::open(server.addr, "/sse", &[]).await);
     }
     let answer = post(
         server.addr,
@@ -218,7 +79,7 @@ async fn closed_streams_leave_the_hub() {
     let server = start(&["--interval", "60m"]).await;
     let mut streams = Vec::new();
     for _ in 0..3 {
-        streams.push(open_and_greet(server.addr, "/sse", &[]).await);
+        streams.push(EventStream::open(server.addr, "/sse", &[]).await);
     }
     eventually("three streams are in the hub", || {
         server.hub.client_count() == 3
@@ -259,74 +120,33 @@ async fn the_page_and_its_files_are_served_with_their_types() {
 #[tokio::test]
 async fn bad_posts_get_a_json_error_and_broadcast_nothing() {
     let server = start(&["--interval", "60m", "--max-message", "100"]).await;
-    let mut stream = open_and_greet(server.addr, "/sse", &[]).await;
+    let mut stream = EventStream::open(server.addr, "/sse", &[]).await;
     let long = format!(r#"{{"message":"{}"}}"#, "x".repeat(100));
-    let cases: &[(&[u8], u16)] = &[
-        (
-            &request(
-                "POST",
-                "/api",
-                &[("Content-Type", "application/json")],
-                "not json",
-            ),
-            400,
-        ),
-        (
-            &request(
-                "POST",
-                "/api",
-                &[("Content-Type", "application/json")],
-                "[1,2]",
-            ),
-            400,
-        ),
-        (
-            &request(
-                "POST",
-                "/api",
-                &[("Content-Type", "application/json")],
-                r#"{"message":7}"#,
-            ),
-            400,
-        ),
-        (
-            &request(
-                "POST",
-                "/api",
-                &[("Content-Type", "text/plain")],
-                r#"{"message":"x"}"#,
-            ),
-            415,
-        ),
-        (&request("POST", "/api", &[], r#"{"message":"x"}"#), 415),
-        (
-            &request(
-                "POST",
-                "/api",
-                &[("Content-Type", "application/json")],
-                &long,
-            ),
-            413,
-        ),
-        (&request("GET", "/api", &[], ""), 405),
-        (
-            &request("PUT", "/api", &[("Content-Type", "application/json")], "{}"),
-            405,
-        ),
+    let json = [("Content-Type", "application/json")];
+    let text = [("Content-Type", "text/plain")];
+    let api = |headers: &[(&str, &str)], body: &str| request("POST", "/api", headers, body);
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("not JSON", api(&json, "not json"), 400),
+        ("a JSON array", api(&json, "[1,2]"), 400),
+        ("a number as message", api(&json, r#"{"message":7}"#), 400),
+        ("text/plain", api(&text, r#"{"message":"x"}"#), 415),
+        ("no Content-Type", api(&[], r#"{"message":"x"}"#), 415),
+        ("a body over the limit", api(&json, &long), 413),
+        ("GET /api", request("GET", "/api", &[], ""), 405),
+        ("PUT /api", request("PUT", "/api", &json, "{}"), 405),
     ];
-    for (raw, status) in cases {
+    for (case, raw, status) in &cases {
         let response = http(server.addr, raw).await;
-        let shown = String::from_utf8_lossy(raw);
-        assert_eq!(response.status, *status, "{shown}");
+        assert_eq!(response.status, *status, "{case}");
         assert_eq!(
             response.header("content-type"),
             Some("application/json"),
-            "{shown}"
+            "{case}"
         );
         let error = serde_json::from_str::<Value>(&response.body).unwrap();
         assert!(
             error["error"].as_str().is_some_and(|text| !text.is_empty()),
-            "{shown}"
+            "{case}"
         );
     }
     assert_eq!(server.hub.stats.broadcasts.load(Ordering::Relaxed), 0);
@@ -351,7 +171,7 @@ async fn resuming_replays_exactly_what_was_missed_then_live_events() {
         (20, 100, false),
         (50, 1000, true),
     ] {
-        let mut stream = open_and_greet(server.addr, "/sse", &[]).await;
+        let mut stream = EventStream::open(server.addr, "/sse", &[]).await;
         let mut last = None;
         for _ in 0..k {
             server.hub.publish("before");
@@ -364,9 +184,9 @@ async fn resuming_replays_exactly_what_was_missed_then_live_events() {
         let last = last.unwrap();
         let since = last.id.clone().unwrap();
         let mut stream = if by_header {
-            open_and_greet(server.addr, "/sse", &[("Last-Event-ID", &since)]).await
+            EventStream::open(server.addr, "/sse", &[("Last-Event-ID", &since)]).await
         } else {
-            open_and_greet(server.addr, &format!("/sse?lastEventId={since}"), &[]).await
+            EventStream::open(server.addr, &format!("/sse?lastEventId={since}"), &[]).await
         };
         for expected in last.seq() + 1..=last.seq() + m {
             let replayed = stream.next_event().await;
@@ -411,7 +231,7 @@ async fn streams_dropping_at_random_points_of_a_burst_miss_nothing() {
                     .iter()
                     .map(|id| ("Last-Event-ID", id.as_str()))
                     .collect();
-                let mut stream = open_and_greet(addr, "/sse", &headers).await;
+                let mut stream = EventStream::open(addr, "/sse", &headers).await;
                 let stay_for = 1 + random.below(400);
                 for _ in 0..stay_for {
                     let event = stream.next_event().await;
@@ -447,7 +267,7 @@ async fn ids_the_server_cannot_replay_get_the_missed_event() {
         server.hub.publish("newer");
     }
     for (since, reason) in [(first.as_str(), "expired"), ("1-5", "restarted")] {
-        let mut stream = open_and_greet(server.addr, "/sse", &[("Last-Event-ID", since)]).await;
+        let mut stream = EventStream::open(server.addr, "/sse", &[("Last-Event-ID", since)]).await;
         let notice = stream.next_event().await;
         assert_eq!(notice.event.as_deref(), Some("missed"));
         assert_eq!(
@@ -462,7 +282,7 @@ async fn ids_the_server_cannot_replay_get_the_missed_event() {
 #[tokio::test]
 async fn an_idle_stream_carries_heartbeat_comments() {
     let server = start(&["--interval", "60m", "--heartbeat", "100ms"]).await;
-    let mut stream = open_and_greet(server.addr, "/sse", &[]).await;
+    let mut stream = EventStream::open(server.addr, "/sse", &[]).await;
     for _ in 0..3 {
         let block = stream.next_block().await.unwrap();
         assert_eq!(
@@ -492,7 +312,7 @@ async fn stalled_streams_are_cut_off_and_cannot_hold_up_the_others() {
     }
     let mut readers = Vec::new();
     for _ in 0..HEALTHY {
-        let mut stream = open_and_greet(server.addr, "/sse", &[]).await;
+        let mut stream = EventStream::open(server.addr, "/sse", &[]).await;
         readers.push(tokio::spawn(async move {
             let mut count = 0;
             while count < BURST {
@@ -556,7 +376,7 @@ async fn sigterm_ends_every_stream_and_exits() {
     let (server, addr) = testing::spawn_binary(env!("CARGO_BIN_EXE_server-sent-events-demo")).await;
     let mut streams = Vec::new();
     for _ in 0..3 {
-        streams.push(open_and_greet(addr, "/sse", &[]).await);
+        streams.push(EventStream::open(addr, "/sse", &[]).await);
     }
     testing::terminate(server).await;
     for stream in &mut streams {

@@ -1,17 +1,21 @@
 //! Helpers for the servers' integration tests (feature `testing`): start a
-//! server in-process on port 0, speak raw HTTP, wait for conditions.
+//! server in-process on port 0, speak raw HTTP, read an event stream, count
+//! rejections, wait for conditions. WebSocket helpers live with the
+//! WebSocket demo's tests, so the SSE tests build without a WebSocket crate.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use serde_json::Value;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use warp::{Filter, Rejection, Reply};
 
 use crate::app::Server;
 use crate::config::{Config, Defaults, Parsed};
-use crate::core::{Framer, Hub};
+use crate::core::{EventId, Framer, Hub};
 use crate::http::Context;
+use crate::policy::{Reason, Rejections};
 
 /// How long any single wait in a test may take before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -166,6 +170,209 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
+/// The data line of every tick.
+const TICK: &str = r#"{"message":"Hello hello!"}"#;
+
+/// One block of an event stream, up to its blank line.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Block {
+    pub event: Option<String>,
+    pub id: Option<String>,
+    pub data: Vec<String>,
+    pub retry: Option<String>,
+    pub comments: Vec<String>,
+}
+
+impl Block {
+    /// A block of one `data:` line and nothing else.
+    pub fn only_data(text: &str) -> Block {
+        Block {
+            data: vec![text.to_owned()],
+            ..Block::default()
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data.join("\n")).expect("the data is JSON")
+    }
+
+    pub fn seq(&self) -> u64 {
+        let id = self.id.as_deref();
+        seq_of(id.unwrap_or_else(|| panic!("no id in {self:?}")))
+    }
+
+    /// An id and the tick's data, nothing else.
+    pub fn is_tick(&self) -> bool {
+        let tick = Block {
+            id: self.id.clone(),
+            ..Block::only_data(TICK)
+        };
+        self.id.is_some() && *self == tick
+    }
+
+    fn parse(text: &str) -> Block {
+        let mut block = Block::default();
+        for line in text.lines().filter(|line| !line.is_empty()) {
+            if let Some(comment) = line.strip_prefix(':') {
+                block.comments.push(comment.trim().to_owned());
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value).to_owned();
+            match field {
+                "event" => block.event = Some(value),
+                "id" => block.id = Some(value),
+                "data" => block.data.push(value),
+                "retry" => block.retry = Some(value),
+                // A field the server never writes was forged by a message.
+                other => panic!("unexpected field {other:?} in {text:?}"),
+            }
+        }
+        block
+    }
+}
+
+/// An open `GET /sse` (or any event stream), read chunk by chunk as a browser
+/// would. Only tokio and std: the SSE tests need no WebSocket crate.
+pub struct EventStream {
+    reader: BufReader<TcpStream>,
+    pending: String,
+    pub head: Response,
+    /// The last id read, as `EventSource` keeps it.
+    pub last_id: Option<EventId>,
+}
+
+impl EventStream {
+    /// Opens `path` and checks the opening every stream has: `retry:` alone,
+    /// then the Gotcha alone, without an id (it is not part of the stream).
+    pub async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> EventStream {
+        let mut stream = TcpStream::connect(addr).await.expect("the server accepts");
+        let mut head =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream
+            .write_all(head.as_bytes())
+            .await
+            .expect("the request is sent");
+        let mut reader = BufReader::new(stream);
+        let head = read_head(&mut reader).await;
+        assert_eq!(head.status, 200, "{head:?}");
+        let mut stream = EventStream {
+            reader,
+            pending: String::new(),
+            head,
+            last_id: None,
+        };
+        let retry = stream.next_block().await.expect("the retry block");
+        let retry_only = Block {
+            retry: Some("2000".into()),
+            ..Block::default()
+        };
+        assert_eq!(retry, retry_only);
+        let gotcha = stream.next_block().await.expect("the greeting");
+        assert_eq!(gotcha, Block::only_data(r#"{"message":"Gotcha"}"#));
+        stream
+    }
+
+    /// The next block, or `None` when the stream ends.
+    pub async fn next_block(&mut self) -> Option<Block> {
+        loop {
+            if let Some(end) = self.pending.find("\n\n") {
+                let text: String = self.pending.drain(..end + 2).collect();
+                let block = Block::parse(&text);
+                if let Some(id) = &block.id {
+                    self.last_id = Some(id_of(id));
+                }
+                return Some(block);
+            }
+            let chunk = tokio::time::timeout(PATIENCE, self.read_chunk())
+                .await
+                .expect("the stream moves in time")?;
+            self.pending.push_str(&chunk);
+        }
+    }
+
+    /// The next block that carries data (skipping comments and `retry:`).
+    pub async fn next_event(&mut self) -> Block {
+        loop {
+            let block = self.next_block().await.expect("the stream stays open");
+            if !block.data.is_empty() {
+                return block;
+            }
+        }
+    }
+
+    /// Fails unless the next event is a tick: nothing else was broadcast.
+    pub async fn next_tick_only(&mut self, case: &str) {
+        let event = self.next_event().await;
+        assert!(event.is_tick(), "after {case}: {event:?}");
+    }
+
+    /// Reads every event up to `last`; fails unless each is a tick.
+    pub async fn only_ticks_through(&mut self, last: EventId) {
+        while self.last_id.is_none_or(|seen| seen < last) {
+            self.next_tick_only("the last case").await;
+        }
+    }
+
+    /// One chunk of the chunked body; `None` at its end or on EOF.
+    async fn read_chunk(&mut self) -> Option<String> {
+        let mut size = String::new();
+        if self.reader.read_line(&mut size).await.ok()? == 0 {
+            return None;
+        }
+        let size = usize::from_str_radix(size.trim(), 16).ok()?;
+        if size == 0 {
+            return None;
+        }
+        let mut data = vec![0; size + 2];
+        self.reader.read_exact(&mut data).await.ok()?;
+        data.truncate(size);
+        Some(String::from_utf8(data).expect("the stream is UTF-8"))
+    }
+}
+
+/// Every reason's rejection count, to compare before and after one input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tally(Vec<(Reason, u64)>);
+
+impl Tally {
+    pub fn of(rejections: &Rejections) -> Tally {
+        Tally(
+            Reason::ALL
+                .iter()
+                .map(|reason| (*reason, rejections.count(*reason)))
+                .collect(),
+        )
+    }
+
+    /// Checks that since this tally, `rejections` counted `case` under
+    /// `reason` once (waiting for it: some are counted after the answer is
+    /// sent) and changed no other count. `None`: counted nowhere.
+    pub async fn assert_counted(
+        &self,
+        rejections: &Rejections,
+        reason: Option<Reason>,
+        case: &str,
+    ) {
+        let mut expected = self.clone();
+        if let Some(reason) = reason {
+            let what = format!("{case} is counted");
+            eventually(&what, || Tally::of(rejections) != *self).await;
+            let (_, count) = expected.0.iter_mut().find(|(r, _)| *r == reason).unwrap();
+            *count += 1;
+        }
+        assert_eq!(
+            Tally::of(rejections),
+            expected,
+            "{case}: counted under {reason:?}"
+        );
+    }
+}
+
 /// This process's resident memory, in bytes (Linux; 0 elsewhere).
 pub fn resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -189,11 +396,15 @@ pub async fn publish_burst<F>(hub: &Hub<F>, count: u64, message: &str) {
     }
 }
 
+/// An id `<run>-<seq>`, parsed as the server parses it.
+pub fn id_of(text: &str) -> EventId {
+    text.parse()
+        .unwrap_or_else(|_| panic!("{text:?} is not <run>-<seq>"))
+}
+
 /// The sequence number of an id `<run>-<seq>`.
-pub fn seq_of(id: &str) -> u64 {
-    id.rsplit_once('-')
-        .and_then(|(_, seq)| seq.parse().ok())
-        .unwrap_or_else(|| panic!("{id:?} is not <run>-<seq>"))
+pub fn seq_of(text: &str) -> u64 {
+    id_of(text).seq
 }
 
 /// Reproducible randomness without a dependency (xorshift64); the seed is
@@ -227,31 +438,28 @@ impl Random {
     }
 }
 
-/// Reads an HTTP response head off `reader`; returns its status line.
-pub async fn read_head<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> String {
-    use tokio::io::AsyncBufReadExt;
-    let mut status = String::new();
-    let mut line = String::new();
+/// Reads an HTTP response head off `reader`, leaving the body to read: a
+/// [`Response`] with an empty body.
+pub async fn read_head<R: AsyncBufRead + Unpin>(reader: &mut R) -> Response {
+    let mut head = String::new();
     let read = async {
-        reader.read_line(&mut status).await?;
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).await? == 0 || line == "\r\n" {
-                return Ok::<_, std::io::Error>(());
+        while !head.ends_with("\r\n\r\n") {
+            if reader.read_line(&mut head).await? == 0 {
+                break;
             }
         }
+        Ok::<_, std::io::Error>(())
     };
     tokio::time::timeout(PATIENCE, read)
         .await
         .expect("the head arrives in time")
         .expect("the head reads");
-    status
+    parse_response(head.as_bytes())
 }
 
 /// Starts a server binary on 127.0.0.1, port 0, and waits for its address.
 pub async fn spawn_binary(path: &str) -> (tokio::process::Child, SocketAddr) {
     use std::process::Stdio;
-    use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(path)
         .args(["--port", "0"])
         .env_remove("RUST_LOG")

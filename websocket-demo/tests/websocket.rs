@@ -1,89 +1,16 @@
 //! The WebSocket demo, driven by real WebSocket clients over loopback.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::process::Stdio;
 use std::sync::atomic::Ordering;
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use shared::Server;
+use common::{PING, RawSocket, close_code, connect_and_greet, next_json, seq, start};
+use futures_util::SinkExt;
+use serde_json::json;
 use shared::testing::{self, PATIENCE, Random, eventually, http, request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-async fn start(options: &[&str]) -> Server<Utf8Bytes> {
-    testing::start(
-        &websocket_demo::DEFAULTS,
-        websocket_demo::frame,
-        websocket_demo::routes,
-        options,
-    )
-    .await
-}
-
-async fn connect(addr: SocketAddr, query: &str) -> Client {
-    let url = format!("ws://{addr}/{query}");
-    let (client, _) = timeout(PATIENCE, connect_async(url))
-        .await
-        .expect("the handshake finishes in time")
-        .expect("the handshake succeeds");
-    client
-}
-
-/// The next text message as JSON, skipping pings.
-async fn next_json(client: &mut Client) -> Value {
-    loop {
-        let message = timeout(PATIENCE, client.next())
-            .await
-            .expect("a message arrives in time")
-            .expect("the connection stays open")
-            .expect("the message is valid");
-        match message {
-            Message::Text(text) => {
-                return serde_json::from_str(&text).expect("the server sends JSON");
-            }
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("expected text, got {other:?}"),
-        }
-    }
-}
-
-/// Connects and checks the first message is the per-client Gotcha.
-async fn connect_and_greet(addr: SocketAddr, query: &str) -> Client {
-    let mut client = connect(addr, query).await;
-    assert_eq!(next_json(&mut client).await, json!({ "message": "Gotcha" }));
-    client
-}
-
-/// The sequence number of a broadcast's id (`<run>-<seq>`).
-fn seq(message: &Value) -> u64 {
-    let id = message["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no id in {message}"));
-    id.rsplit_once('-')
-        .and_then(|(_, seq)| seq.parse().ok())
-        .expect("ids end in -<seq>")
-}
-
-/// Reads until the server's close frame and returns its code.
-async fn close_code(client: &mut Client) -> Option<u16> {
-    loop {
-        match timeout(PATIENCE, client.next())
-            .await
-            .expect("the server closes in time")
-        {
-            Some(Ok(Message::Close(frame))) => return frame.map(|frame| frame.code.into()),
-            Some(Ok(_)) => {}
-            Some(Err(_)) | None => return None,
-        }
-    }
-}
 
 #[tokio::test]
 async fn gotcha_comes_first_then_the_tick_reaches_every_client() {
@@ -276,38 +203,16 @@ async fn ids_the_server_cannot_replay_get_the_missed_notice() {
     }
 }
 
-/// Opens a WebSocket by hand and returns the raw socket after the 101.
-async fn raw_websocket(addr: SocketAddr) -> BufReader<TcpStream> {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(
-            b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let mut reader = BufReader::new(stream);
-    let status = testing::read_head(&mut reader).await;
-    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
-    reader
-}
-
 #[tokio::test]
 async fn a_client_that_never_answers_pings_is_closed_and_leaves() {
     let server = start(&["--interval", "60m", "--heartbeat", "100ms"]).await;
-    let mut silent = raw_websocket(server.addr).await;
+    let mut silent = RawSocket::handshake(server.addr).await;
     eventually("the silent client joined", || {
         server.hub.client_count() == 1
     })
     .await;
-    // Read (without ever answering) until the server drops the connection.
-    let mut sink = Vec::new();
-    let read = timeout(PATIENCE, silent.read_to_end(&mut sink)).await;
-    assert!(
-        read.is_ok(),
-        "the server should drop a client that never answers pings"
-    );
-    assert!(sink.len() > 2, "the server pinged before giving up");
+    let sent = silent.opcodes_until_dropped().await;
+    assert!(sent.contains(&PING), "the server pinged before giving up");
     eventually("the silent client left the hub", || {
         server.hub.client_count() == 0
     })
@@ -322,7 +227,7 @@ async fn stalled_clients_are_cut_off_and_cannot_hold_up_the_others() {
     let server = start(&["--interval", "60m"]).await;
     let mut stalled = Vec::new();
     for _ in 0..STALLED {
-        stalled.push(raw_websocket(server.addr).await);
+        stalled.push(RawSocket::handshake(server.addr).await);
     }
     let mut readers = Vec::new();
     for _ in 0..HEALTHY {
