@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use shared::Server;
-use shared::testing::{self, Block, EventStream, PATIENCE, Random, eventually, http, request};
+use shared::testing::{self, EventStream, PATIENCE, Random, eventually, http, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -280,19 +280,24 @@ async fn ids_the_server_cannot_replay_get_the_missed_event() {
 }
 
 #[tokio::test]
-async fn an_idle_stream_carries_heartbeat_comments() {
+async fn an_idle_stream_carries_a_ping_event_every_heartbeat() {
     let server = start(&["--interval", "60m", "--heartbeat", "100ms"]).await;
     let mut stream = EventStream::open(server.addr, "/sse", &[]).await;
     for _ in 0..3 {
         let block = stream.next_block().await.unwrap();
-        assert_eq!(
-            block,
-            Block {
-                comments: vec!["keep-alive".into()],
-                ..Block::default()
-            }
-        );
+        assert!(block.is_ping(), "{block:?}");
     }
+}
+
+#[tokio::test]
+async fn streams_are_told_different_retry_times() {
+    let server = start(&["--interval", "60m"]).await;
+    let mut retries = std::collections::HashSet::new();
+    for _ in 0..10 {
+        let stream = EventStream::open(server.addr, "/sse", &[]).await;
+        retries.insert(stream.retry);
+    }
+    assert!(retries.len() > 1, "all ten got {retries:?}");
 }
 
 #[tokio::test]

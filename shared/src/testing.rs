@@ -201,6 +201,15 @@ impl Block {
         seq_of(id.unwrap_or_else(|| panic!("no id in {self:?}")))
     }
 
+    /// The heartbeat: `event: ping` with empty JSON data, nothing else.
+    pub fn is_ping(&self) -> bool {
+        let ping = Block {
+            event: Some("ping".into()),
+            ..Block::only_data("{}")
+        };
+        *self == ping
+    }
+
     /// An id and the tick's data, nothing else.
     pub fn is_tick(&self) -> bool {
         let tick = Block {
@@ -240,11 +249,14 @@ pub struct EventStream {
     pub head: Response,
     /// The last id read, as `EventSource` keeps it.
     pub last_id: Option<EventId>,
+    /// The `retry:` the stream opened with, in milliseconds.
+    pub retry: u64,
 }
 
 impl EventStream {
-    /// Opens `path` and checks the opening every stream has: `retry:` alone,
-    /// then the Gotcha alone, without an id (it is not part of the stream).
+    /// Opens `path` and checks the opening every stream has: `retry:` alone
+    /// (1 to 5 s, picked for each stream), then the Gotcha alone, without an
+    /// id (it is not part of the stream).
     pub async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> EventStream {
         let mut stream = TcpStream::connect(addr).await.expect("the server accepts");
         let mut head =
@@ -265,13 +277,22 @@ impl EventStream {
             pending: String::new(),
             head,
             last_id: None,
+            retry: 0,
         };
         let retry = stream.next_block().await.expect("the retry block");
+        let milliseconds: u64 = retry
+            .retry
+            .as_deref()
+            .unwrap_or_default()
+            .parse()
+            .unwrap_or(0);
         let retry_only = Block {
-            retry: Some("2000".into()),
+            retry: Some(milliseconds.to_string()),
             ..Block::default()
         };
         assert_eq!(retry, retry_only);
+        assert!((1000..=5000).contains(&milliseconds), "{retry:?}");
+        stream.retry = milliseconds;
         let gotcha = stream.next_block().await.expect("the greeting");
         assert_eq!(gotcha, Block::only_data(r#"{"message":"Gotcha"}"#));
         stream
@@ -295,11 +316,12 @@ impl EventStream {
         }
     }
 
-    /// The next block that carries data (skipping comments and `retry:`).
+    /// The next block that carries data, skipping comments, `retry:` and
+    /// the heartbeat's `ping` events.
     pub async fn next_event(&mut self) -> Block {
         loop {
             let block = self.next_block().await.expect("the stream stays open");
-            if !block.data.is_empty() {
+            if !block.data.is_empty() && !block.is_ping() {
                 return block;
             }
         }

@@ -22,6 +22,7 @@ use shared::wire::{error_json, missed_json};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, interval, interval_at, timeout};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error, Message, Utf8Bytes};
@@ -299,6 +300,8 @@ impl Reader<'_> {
                     CloseCode::Invalid,
                     "text must be valid UTF-8".into(),
                 ),
+                // A client that just went away (a closed tab) broke no rule.
+                Err(Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => End::Gone,
                 Err(Error::Protocol(error)) => {
                     self.refuse(Reason::Protocol, CloseCode::Protocol, error.to_string())
                 }

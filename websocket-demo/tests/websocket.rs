@@ -71,6 +71,17 @@ async fn closed_clients_leave_the_hub() {
 }
 
 #[tokio::test]
+async fn a_client_that_goes_away_without_a_close_frame_is_not_counted_as_refused() {
+    let server = start(&["--interval", "60m"]).await;
+    let before = testing::Tally::of(server.rejections());
+    drop(connect_and_greet(server.addr, "").await);
+    eventually("the dropped client left", || server.hub.client_count() == 0).await;
+    before
+        .assert_counted(server.rejections(), None, "a dropped client")
+        .await;
+}
+
+#[tokio::test]
 async fn the_page_and_its_files_are_served_with_their_types() {
     let server = start(&[]).await;
     for (path, content_type, needle) in [
