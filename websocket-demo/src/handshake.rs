@@ -142,14 +142,15 @@ fn accept(
                 let io = Watched::new(TokioIo::new(upgraded), activity.clone());
                 let socket =
                     WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_config)).await;
-                let peer = conn.peer;
+                // The session holds the connection: its place among the
+                // server's connections is freed when the session ends.
                 session::run(
                     socket,
                     activity,
                     subscription,
                     evicted,
                     session_context,
-                    peer,
+                    conn,
                 )
                 .await;
             }

@@ -16,7 +16,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use shared::core::Subscription;
-use shared::http::Context;
+use shared::http::{Conn, Context};
 use shared::policy::{Reason, Refused, TokenBucket};
 use shared::wire::{error_json, missed_json};
 use tokio::sync::mpsc;
@@ -68,8 +68,9 @@ pub(crate) async fn run(
     mut subscription: Subscription<Utf8Bytes>,
     evicted: CancellationToken,
     context: Context<Utf8Bytes>,
-    peer: SocketAddr,
+    conn: Conn,
 ) {
+    let peer = conn.peer;
     log::info!(
         "Opened connection 🎉 ({peer}; {} connected)",
         context.hub.client_count()

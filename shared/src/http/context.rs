@@ -6,16 +6,27 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::connections::Slot;
 use crate::config::Config;
 use crate::core::Hub;
 use crate::policy::{Inbox, Origins, Rejections};
 
 /// The connection a request came on; get it with `warp::ext::get::<Conn>()`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Conn {
     pub peer: SocketAddr,
     /// Cancel to drop the connection at once, whatever it is doing.
     pub close: CancellationToken,
+    /// The connection's place among the server's connections, held for as
+    /// long as any part of it lives: an upgraded WebSocket outlives the
+    /// HTTP connection it came from.
+    pub(crate) _slot: Arc<Slot>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").field("peer", &self.peer).finish()
+    }
 }
 
 /// What routes share. `F` is the frame the server sends (see [`Hub`]).

@@ -190,9 +190,11 @@ async fn serve_connection(
         Admission::Served(slot) => (slot, None, CancellationToken::new()),
         Admission::Reserve(slot, refusal, close) => (slot, Some(refusal), close),
     };
+    let reserved = slot.is_reserve();
     let conn = Conn {
         peer,
         close: close.clone(),
+        _slot: Arc::new(slot),
     };
     let requests = Arc::new(AtomicU64::new(0));
     let counted = requests.clone();
@@ -209,7 +211,6 @@ async fn serve_connection(
             _ => Either::Right(service.call(request)),
         }
     });
-    let reserved = slot.is_reserve();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -236,7 +237,6 @@ async fn serve_connection(
             }
         }
     };
-    drop(slot);
     let rejections = &transport.rejections;
     match result {
         Err(error) if error.is_parse_too_large() => {

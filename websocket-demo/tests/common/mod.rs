@@ -193,6 +193,11 @@ impl RawSocket {
         socket
     }
 
+    /// The connection itself, for a client that goes its own way.
+    pub fn into_inner(self) -> TcpStream {
+        self.0.into_inner()
+    }
+
     pub async fn send(&mut self, bytes: &[u8]) {
         // The server may close before it has read everything we send.
         let _ = self.0.get_mut().write_all(bytes).await;

@@ -1,0 +1,193 @@
+//! Limits that keep one client, or a crowd, from taking the server: the
+//! heartbeat whatever the writer does, the page's own ping, the cap and the
+//! rate limit per address, and a crowd reconnecting after a restart.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{KEY, RawSocket, UPGRADE, V13, Watcher, connect, connect_and_greet, next_json, start};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use shared::policy::Reason;
+use shared::testing::{self, PATIENCE, Random, eventually, http, request};
+use tokio::time::{Instant, timeout};
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn a_client_that_neither_reads_nor_answers_is_dropped_even_while_its_writes_block() {
+    let heartbeat = Duration::from_millis(300);
+    let server = start(&[
+        "--interval",
+        "60m",
+        "--heartbeat",
+        "300ms",
+        "--client-queue",
+        "100000",
+    ])
+    .await;
+    let _stalled = RawSocket::handshake(server.addr).await;
+    eventually("the client joined", || server.hub.client_count() == 1).await;
+    // Far more than the socket's buffers take: its writer blocks.
+    let kib = "x".repeat(1024);
+    testing::publish_burst(&server.hub, 5000, &kib).await;
+    let published = Instant::now();
+    eventually("the client was dropped", || server.hub.client_count() == 0).await;
+    let took = published.elapsed();
+    assert!(took < heartbeat * 4, "dropped after {took:?}");
+}
+
+#[tokio::test]
+async fn the_pages_ping_is_answered_to_it_alone_and_never_broadcast() {
+    let server = start(&["--interval", "60m"]).await;
+    let mut watcher = Watcher::connect(server.addr).await;
+    let mut page = connect_and_greet(server.addr, "").await;
+    page.send(Message::text(r#"{"ping":7}"#)).await.unwrap();
+    assert_eq!(next_json(&mut page).await, json!({ "pong": 7 }));
+    server.hub.publish("after the ping");
+    assert_eq!(watcher.next().await["message"], "after the ping");
+}
+
+#[tokio::test]
+async fn one_address_gets_at_most_its_share_of_connections() {
+    let server = start(&["--interval", "60m", "--max-clients-per-address", "3"]).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push(connect_and_greet(server.addr, "").await);
+    }
+    let before = testing::Tally::of(server.rejections());
+    let handshake = format!("{UPGRADE}{KEY}{V13}\r\n");
+    let refused = http(server.addr, handshake.as_bytes()).await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert!(refused.body.contains("your address"), "{}", refused.body);
+    before
+        .assert_counted(
+            server.rejections(),
+            Some(Reason::AddressLimit),
+            "a 4th connection",
+        )
+        .await;
+    // At the cap, health still answers.
+    let health = http(server.addr, &request("GET", "/healthz", &[], "")).await;
+    assert_eq!(health.status, 200);
+    drop(clients.pop());
+    eventually("a place freed up", || server.hub.client_count() == 2).await;
+    connect_and_greet(server.addr, "").await;
+}
+
+#[tokio::test]
+async fn the_rate_limit_holds_across_all_connections_of_one_address() {
+    // One token every 10 s: only the address's burst of 4 gets through.
+    let server = start(&["--interval", "60m", "--rate", "0.1", "--burst", "4"]).await;
+    let mut watcher = Watcher::connect(server.addr).await;
+    let mut senders = Vec::new();
+    for _ in 0..4 {
+        senders.push(connect_and_greet(server.addr, "").await);
+    }
+    // Two messages from each of four connections: each connection is within
+    // its own burst, the address is not.
+    for sender in &mut senders {
+        for _ in 0..2 {
+            sender
+                .send(Message::text(r#"{"message":"hi"}"#))
+                .await
+                .unwrap();
+        }
+    }
+    eventually("four were refused", || {
+        server.rejections().rate_limited.load(Ordering::Relaxed) == 4
+    })
+    .await;
+    let mut changed = 0;
+    while changed < 4 {
+        assert_eq!(watcher.next().await["message"], "Something changed");
+        changed += 1;
+    }
+    assert_eq!(server.hub.stats.broadcasts.load(Ordering::Relaxed), 4);
+}
+
+/// A client as the page was before it learned better: it says Hello on every
+/// open, and comes back after a drop, resuming, after a random pause.
+async fn old_page(addr: std::net::SocketAddr, mut random: Random, opened: Arc<AtomicUsize>) {
+    let mut since = String::new();
+    loop {
+        let Ok(Ok((mut socket, _))) = timeout(
+            PATIENCE,
+            tokio_tungstenite::connect_async(format!("ws://{addr}/{since}")),
+        )
+        .await
+        else {
+            tokio::time::sleep(Duration::from_millis(20 + random.below(200))).await;
+            continue;
+        };
+        opened.fetch_add(1, Ordering::Relaxed);
+        let _ = socket.send(Message::text(r#"{"message":"Hello"}"#)).await;
+        while let Some(Ok(message)) = socket.next().await {
+            if let Message::Text(text) = message {
+                let message: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if let Some(id) = message["id"].as_str() {
+                    since = format!("?since={id}");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20 + random.below(200))).await;
+    }
+}
+
+#[tokio::test]
+async fn a_crowd_reconnecting_after_a_restart_causes_work_in_proportion_to_its_size() {
+    const CROWD: usize = 200;
+    let first = start(&["--interval", "60m"]).await;
+    let port = first.addr.port().to_string();
+    let opened = Arc::new(AtomicUsize::new(0));
+    let random = Random::from_clock();
+    let crowd: Vec<_> = (0..CROWD)
+        .map(|index| {
+            let page = old_page(first.addr, random.fork(index as u64), opened.clone());
+            tokio::spawn(page)
+        })
+        .collect();
+    eventually("the crowd is in", || first.hub.client_count() == CROWD).await;
+    first.shutdown();
+    assert!(first.stopped().await);
+    drop(first);
+
+    let second = start(&["--interval", "60m", "--port", &port]).await;
+    eventually("the crowd is back", || {
+        opened.load(Ordering::Relaxed) >= 2 * CROWD && second.hub.client_count() == CROWD
+    })
+    .await;
+    // Let every Hello that will be let through be broadcast.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deliveries = second.hub.stats.deliveries.load(Ordering::Relaxed) as usize;
+    let broadcasts = second.hub.stats.broadcasts.load(Ordering::Relaxed);
+    println!(
+        "{CROWD} clients, each saying Hello as it came back: {broadcasts} broadcasts, \
+         {deliveries} deliveries ({:.1} a client)",
+        deliveries as f64 / CROWD as f64
+    );
+    // Each Hello broadcast to everyone would make CROWD x CROWD = 40,000.
+    // The address's rate limit lets its burst (20) and rate (10/s) through.
+    assert!(deliveries <= 40 * CROWD, "{deliveries} deliveries");
+    for page in crowd {
+        page.abort();
+    }
+}
+
+#[tokio::test]
+async fn an_id_too_long_to_be_one_is_refused_and_never_echoed() {
+    let server = start(&["--interval", "60m"]).await;
+    let since = "9".repeat(65);
+    let handshake = format!(
+        "GET /?since={since} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{KEY}{V13}\r\n"
+    );
+    let refused = http(server.addr, handshake.as_bytes()).await;
+    assert_eq!(refused.status, 400);
+    assert!(!refused.body.contains(&since), "{}", refused.body);
+    // 64 bytes is still taken (and reported as an unknown id).
+    let mut client = connect(server.addr, &format!("?since={}", "9".repeat(64))).await;
+    assert_eq!(next_json(&mut client).await["message"], "Gotcha");
+    assert_eq!(next_json(&mut client).await["reason"], "unknown");
+}
