@@ -2,25 +2,16 @@
 //! a JSON error and its own reason counted, nothing refused is broadcast, open
 //! streams carry on; and `/healthz` and `/metrics` report what happened.
 
+mod common;
+
+use common::start;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use prometheus_parse::{LineInfo, Scrape, Value as Metric};
 use serde_json::{Value, json};
-use shared::Server;
 use shared::policy::Reason;
-use shared::testing::{self, Block, EventStream, Tally, http, request};
-
-async fn start(options: &[&str]) -> Server<Bytes> {
-    testing::start(
-        &server_sent_events_demo::DEFAULTS,
-        server_sent_events_demo::frame,
-        server_sent_events_demo::routes,
-        options,
-    )
-    .await
-}
+use shared::testing::{Block, EventStream, Tally, http, request};
 
 /// A plain `GET /sse`, opening checked.
 async fn open(addr: SocketAddr) -> EventStream {

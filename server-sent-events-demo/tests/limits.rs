@@ -1,25 +1,16 @@
 //! Limits that keep one client, or a crowd, from taking the server: the
 //! heartbeat whatever hyper's writer does, and the cap per address.
 
+mod common;
+
+use common::start;
 use std::time::Duration;
 
-use bytes::Bytes;
-use shared::Server;
 use shared::policy::Reason;
 use shared::testing::{self, EventStream, eventually, http, request};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
 use tokio::time::Instant;
-
-async fn start(options: &[&str]) -> Server<Bytes> {
-    testing::start(
-        &server_sent_events_demo::DEFAULTS,
-        server_sent_events_demo::frame,
-        server_sent_events_demo::routes,
-        options,
-    )
-    .await
-}
 
 #[tokio::test]
 async fn a_stream_that_stops_reading_is_cut_within_two_heartbeats_once_its_socket_fills() {

@@ -1,25 +1,16 @@
 //! The Server-Sent Events demo, read with a raw HTTP reader over loopback.
 
+mod common;
+
+use common::start;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use serde_json::{Value, json};
-use shared::Server;
 use shared::testing::{self, EventStream, PATIENCE, Random, eventually, http, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-
-async fn start(options: &[&str]) -> Server<Bytes> {
-    testing::start(
-        &server_sent_events_demo::DEFAULTS,
-        server_sent_events_demo::frame,
-        server_sent_events_demo::routes,
-        options,
-    )
-    .await
-}
 
 async fn post(addr: SocketAddr, content_type: &str, body: &str) -> testing::Response {
     http(

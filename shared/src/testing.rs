@@ -315,6 +315,12 @@ pub async fn spawn_binary(path: &str) -> (tokio::process::Child, SocketAddr) {
         .kill_on_drop(true)
         .spawn()
         .expect("the server binary starts");
+    let addr = listening_on(&mut child).await;
+    (child, addr)
+}
+
+/// Where a server binary just started listens: what its first line says.
+pub async fn listening_on(child: &mut tokio::process::Child) -> SocketAddr {
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let line = tokio::time::timeout(PATIENCE, lines.next_line())
@@ -326,8 +332,7 @@ pub async fn spawn_binary(path: &str) -> (tokio::process::Child, SocketAddr) {
         .split("listening on http://")
         .nth(1)
         .unwrap_or_else(|| panic!("not the listening line: {line}"));
-    let addr = url.trim_end_matches('/').parse().expect("an address");
-    (child, addr)
+    url.trim_end_matches('/').parse().expect("an address")
 }
 
 /// Sends SIGTERM to `child`, which must exit successfully within 5 s, logging

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use common::{FIN, KEY, PING, RawSocket, TEXT, UPGRADE, V13, frame};
 use shared::policy::Reason;
-use shared::testing::hostile::{self, Client, Holding, Row, Seen};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use shared::testing::hostile::{
+    self, Holding, Row, Seen, endless_head, row, silent, status_of, until_closed,
+};
+use tokio::io::AsyncWriteExt;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_websocket-demo");
 
@@ -28,39 +29,8 @@ const ARGS: &[&str] = &[
     "100000",
 ];
 
-/// The target: what one connection may cost, whatever the client does.
+/// What one connection may cost, whatever the client does: the target.
 const KIB_64: u64 = 64 * 1024;
-
-/// A row of 200 connections of `client`, each to see `expected` within
-/// `within_s` seconds of holding, counted under `counted`, at most 64 KiB each.
-fn row(
-    shape: &'static str,
-    client: Client,
-    expected: Seen,
-    within_s: u64,
-    counted: Option<Reason>,
-) -> Row {
-    Row {
-        shape,
-        connections: 200,
-        client,
-        expected,
-        within: Duration::from_secs(within_s),
-        counted,
-        bound: KIB_64,
-    }
-}
-
-/// Reads whatever comes until the server closes the connection.
-async fn until_closed(stream: &mut TcpStream) -> Seen {
-    let mut sink = [0; 4096];
-    while let Ok(read) = stream.read(&mut sink).await {
-        if read == 0 {
-            break;
-        }
-    }
-    Seen::Closed
-}
 
 /// Sends `frame` every `every`, reading nothing, until the server is gone.
 async fn send_until_closed(socket: RawSocket, bytes: Vec<u8>, every: Duration) -> Seen {
@@ -71,47 +41,18 @@ async fn send_until_closed(socket: RawSocket, bytes: Vec<u8>, every: Duration) -
     Seen::Closed
 }
 
-/// The first line of the answer: its status.
-async fn status(stream: TcpStream) -> Seen {
-    let mut reader = tokio::io::BufReader::new(stream);
-    Seen::Status(shared::testing::read_head(&mut reader).await.status)
-}
-
-async fn silent(addr: SocketAddr, holding: Holding) -> Seen {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    holding.reached().await;
-    until_closed(&mut stream).await
-}
-
-async fn endless_head(addr: SocketAddr, holding: Holding) -> Seen {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: {}",
-        "a".repeat(8 * 1024)
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    holding.reached().await;
-    until_closed(&mut stream).await
-}
-
 async fn huge_headers(addr: SocketAddr, holding: Holding) -> Seen {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
     let pad = "a".repeat(300 * 1024);
     let head = format!("{UPGRADE}{KEY}{V13}X-Pad: {pad}\r\n\r\n");
-    let _ = stream.write_all(head.as_bytes()).await;
-    holding.reached().await;
-    status(stream).await
+    status_of(addr, head, holding).await
 }
 
 async fn long_since(addr: SocketAddr, holding: Holding) -> Seen {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
     let since = "1".repeat(1024);
     let head = format!(
         "GET /?since={since} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{KEY}{V13}\r\n"
     );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    holding.reached().await;
-    status(stream).await
+    status_of(addr, head, holding).await
 }
 
 /// A 60 KiB text frame without FIN, then pings (and pongs to the server's
@@ -176,7 +117,7 @@ async fn no_hostile_client_pins_more_than_its_share() {
         ),
         row(
             "a request head that never ends (8 KiB so far)",
-            |addr, holding| Box::pin(endless_head(addr, holding)),
+            |addr, holding| Box::pin(endless_head(addr, "/", holding)),
             Closed,
             4,
             slow,
@@ -200,7 +141,7 @@ async fn no_hostile_client_pins_more_than_its_share() {
             // and tungstenite holds it twice meanwhile: the frame in its read
             // buffer, and the message being put together. What keeps a crowd
             // of these from pinning it for long is the time limit.
-            bound: 2 * KIB_64 + 32 * 1024,
+            bound: 2 * KIB_64 + 48 * 1024,
             ..row(
                 "an unfinished 60 KiB fragmented message, kept alive",
                 |addr, holding| Box::pin(unfinished_message(addr, holding)),

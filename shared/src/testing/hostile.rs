@@ -10,7 +10,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -56,18 +57,7 @@ impl Binary {
             .kill_on_drop(true)
             .spawn()
             .expect("the server binary starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(PATIENCE, lines.next_line())
-            .await
-            .expect("the server says where it listens")
-            .expect("stdout reads")
-            .expect("a line");
-        let url = line
-            .split("listening on http://")
-            .nth(1)
-            .unwrap_or_else(|| panic!("not the listening line: {line}"));
-        let addr = url.trim_end_matches('/').parse().expect("an address");
+        let addr = super::listening_on(&mut child).await;
         Binary { child, addr }
     }
 
@@ -124,6 +114,70 @@ pub struct Row {
     pub counted: Option<Reason>,
     /// The most server memory one such connection may cost while held.
     pub bound: u64,
+}
+
+/// A row of 200 connections of `client`, each to see `expected` within
+/// `within_s` seconds of holding, counted under `counted`, costing at most
+/// 64 KiB each: the target for any shape.
+pub fn row(
+    shape: &'static str,
+    client: Client,
+    expected: Seen,
+    within_s: u64,
+    counted: Option<Reason>,
+) -> Row {
+    Row {
+        shape,
+        connections: 200,
+        client,
+        expected,
+        within: Duration::from_secs(within_s),
+        counted,
+        bound: 64 * 1024,
+    }
+}
+
+/// A client that connects and sends nothing at all.
+pub async fn silent(addr: SocketAddr, holding: Holding) -> Seen {
+    let mut stream = TcpStream::connect(addr).await.expect("the server accepts");
+    holding.reached().await;
+    until_closed(&mut stream).await
+}
+
+/// A client that sends 8 KiB of a request head for `path`, and no more.
+pub async fn endless_head(addr: SocketAddr, path: &str, holding: Holding) -> Seen {
+    let mut stream = TcpStream::connect(addr).await.expect("the server accepts");
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nX-Pad: {}",
+        "a".repeat(8 * 1024)
+    );
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("the head is sent");
+    holding.reached().await;
+    until_closed(&mut stream).await
+}
+
+/// A client that sends `head` (all of it, if the server reads that far)
+/// and reads the answer's status.
+pub async fn status_of(addr: SocketAddr, head: String, holding: Holding) -> Seen {
+    let mut stream = TcpStream::connect(addr).await.expect("the server accepts");
+    // The server may answer and close before it has read all of a large head.
+    let _ = stream.write_all(head.as_bytes()).await;
+    holding.reached().await;
+    Seen::Status(super::read_head(&mut BufReader::new(stream)).await.status)
+}
+
+/// Reads whatever comes until the server closes the connection.
+pub async fn until_closed(stream: &mut TcpStream) -> Seen {
+    let mut sink = [0; 4096];
+    while let Ok(read) = stream.read(&mut sink).await {
+        if read == 0 {
+            break;
+        }
+    }
+    Seen::Closed
 }
 
 /// Told by a client when it holds its hostile state.
