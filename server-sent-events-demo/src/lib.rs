@@ -19,6 +19,7 @@ pub const DEFAULTS: Defaults = Defaults {
     about: "The Server-Sent Events demo: a page, an event stream at /sse and POST /api",
     port: 8080,
     heartbeat: "15s",
+    stream: "demo:sse",
     heartbeat_help: "Time between two keep-alive comments on an idle event stream",
 };
 

@@ -10,11 +10,30 @@ use tokio_util::task::TaskTracker;
 use warp::{Filter, Rejection, Reply};
 
 use crate::config::{Config, Defaults, Parsed};
+use crate::core::redis::Redis;
 use crate::core::{Framer, Hub, HubConfig, Local, Publisher, ticker};
 use crate::http::connections::SPARE_DESCRIPTORS;
 use crate::http::{self, BindError, Connections, Context, Transport, observe};
 use crate::policy::rejections::LOG_WINDOW;
 use crate::policy::{Inbox, Origins, Rejections};
+
+/// Why a server did not start.
+#[derive(Debug)]
+pub enum StartError {
+    Bind(BindError),
+    Backplane(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Bind(error) => error.fmt(f),
+            StartError::Backplane(why) => write!(f, "--redis: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
 
 /// A running server.
 pub struct Server<F> {
@@ -32,12 +51,13 @@ impl<F: Send + Sync + 'static> Server<F> {
         config: Config,
         frame: Framer<F>,
         routes: impl FnOnce(Context<F>) -> R,
-    ) -> Result<Server<F>, BindError>
+    ) -> Result<Server<F>, StartError>
     where
         R: Filter<Extract = (T,), Error = Rejection> + Clone + Send + Sync + 'static,
         T: Reply,
     {
-        let (listener, addr) = http::bind(SocketAddr::new(config.bind, config.port)).await?;
+        let wanted = SocketAddr::new(config.bind, config.port);
+        let (listener, addr) = http::bind(wanted).await.map_err(StartError::Bind)?;
         let connection_limit = connection_limit();
         let max_clients = config.max_clients.min(connection_limit);
         if max_clients < config.max_clients {
@@ -52,11 +72,24 @@ impl<F: Send + Sync + 'static> Server<F> {
                 replay: config.replay,
                 client_queue: config.client_queue as usize,
                 max_clients,
+                // Behind a backplane, a client may come from an instance that
+                // read a little further.
+                ahead: if config.redis.is_some() { 1024 } else { 0 },
             },
             frame,
         );
-        // Where a backplane would plug in: one publisher for the whole server.
-        let publisher: Arc<dyn Publisher> = Arc::new(Local::new(hub.clone()));
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        // One publisher for the whole server: alone, or sharing a Redis stream.
+        let publisher: Arc<dyn Publisher> = match &config.redis {
+            None => Arc::new(Local::new(hub.clone())),
+            Some(url) => {
+                let redis = Redis::new(url, &config.redis_stream, hub.clone(), config.replay)
+                    .map_err(|error| StartError::Backplane(error.to_string()))?;
+                tasks.spawn(redis.run(shutdown.clone()));
+                Arc::new(redis)
+            }
+        };
         let rejections = Arc::new(Rejections::default());
         let inbox = Inbox::new(
             publisher.clone(),
@@ -70,8 +103,8 @@ impl<F: Send + Sync + 'static> Server<F> {
             origins: Arc::new(Origins::new(&config.allowed_origins, addr)),
             config: Arc::new(config),
             rejections: rejections.clone(),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
+            shutdown,
+            tasks,
         };
         let stop = context.shutdown.clone();
         let tick = ticker::run(publisher.clone(), context.config.interval, stop);
@@ -80,7 +113,8 @@ impl<F: Send + Sync + 'static> Server<F> {
             rejections.clone(),
             context.shutdown.clone(),
         ));
-        let all_routes = routes(context.clone()).or(observe::routes(hub.clone(), rejections));
+        let observed = observe::routes(hub.clone(), publisher.clone(), rejections);
+        let all_routes = routes(context.clone()).or(observed);
         let transport = Transport {
             shutdown: context.shutdown.clone(),
             tasks: context.tasks.clone(),

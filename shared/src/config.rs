@@ -16,6 +16,8 @@ pub struct Defaults {
     /// SSE comment interval, or WebSocket ping interval.
     pub heartbeat: &'static str,
     pub heartbeat_help: &'static str,
+    /// The Redis stream the demo's instances share, unless `--redis-stream`.
+    pub stream: &'static str,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -85,6 +87,15 @@ pub struct Config {
     /// one WebSocket message; slower ones get 408 or close code 1008
     #[arg(long, env = "DEMO_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_period)]
     pub request_timeout: Duration,
+
+    /// Share broadcasts with other instances through the Redis at this URL
+    /// (e.g. redis://127.0.0.1:6379/); without it, this server is alone
+    #[arg(long, env = "DEMO_REDIS_URL", value_parser = parse_redis_url)]
+    pub redis: Option<String>,
+
+    /// The Redis stream the instances share (with --redis)
+    #[arg(long, env = "DEMO_REDIS_STREAM")]
+    pub redis_stream: String,
 }
 
 #[derive(Parser)]
@@ -116,6 +127,9 @@ impl Config {
             .about(defaults.about)
             .mut_arg("port", |arg| {
                 arg.default_value(defaults.port.to_string()).required(false)
+            })
+            .mut_arg("redis_stream", |arg| {
+                arg.default_value(defaults.stream).required(false)
             })
             .mut_arg("heartbeat", |arg| {
                 arg.default_value(defaults.heartbeat)
@@ -160,6 +174,17 @@ fn parse_origin(text: &str) -> Result<String, String> {
         Some(host) if !host.is_empty() && !host.contains(bad) => Ok(origin.to_owned()),
         _ => Err(format!(
             "'{text}' is not an origin like https://example.com or http://192.168.1.5:8081 (or * for every origin)"
+        )),
+    }
+}
+
+/// A URL the Redis client can connect to (checked now, connected later).
+fn parse_redis_url(text: &str) -> Result<String, String> {
+    use redis::IntoConnectionInfo;
+    match text.trim().into_connection_info() {
+        Ok(_) => Ok(text.trim().to_owned()),
+        Err(error) => Err(format!(
+            "'{text}' is not a Redis URL like redis://127.0.0.1:6379/ ({error})"
         )),
     }
 }
@@ -223,6 +248,7 @@ mod tests {
         port: 8081,
         heartbeat: "30s",
         heartbeat_help: "Ping interval",
+        stream: "demo:test",
     };
 
     #[test]
@@ -266,6 +292,20 @@ mod tests {
             "{line}"
         );
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn redis_urls_are_checked_at_once() {
+        let parsed = Config::parse(&DEFAULTS, ["demo", "--redis", "redis://127.0.0.1:6379/"]);
+        let Parsed::Run(config) = parsed else {
+            panic!("a Redis URL should parse: {parsed:?}")
+        };
+        assert_eq!(config.redis.as_deref(), Some("redis://127.0.0.1:6379/"));
+        assert_eq!(config.redis_stream, "demo:test");
+        let Parsed::Error(line) = Config::parse(&DEFAULTS, ["demo", "--redis", "http://x"]) else {
+            panic!("an http URL is not Redis's")
+        };
+        assert!(line.contains("is not a Redis URL"), "{line}");
     }
 
     #[test]

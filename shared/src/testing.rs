@@ -18,6 +18,7 @@ use crate::policy::{Reason, Rejections};
 
 mod event_stream;
 pub mod hostile;
+pub mod redis;
 
 pub use event_stream::{Block, EventStream};
 

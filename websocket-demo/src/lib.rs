@@ -21,6 +21,7 @@ pub const DEFAULTS: Defaults = Defaults {
     about: "The WebSocket demo: a page and a WebSocket at / that pushes messages to every client",
     port: 8081,
     heartbeat: "30s",
+    stream: "demo:websocket",
     heartbeat_help: "Time between two pings; a client silent for two of them is disconnected",
 };
 

@@ -58,6 +58,9 @@ enum End {
     Slow,
     /// The client answered no ping for two intervals.
     Unresponsive,
+    /// Broadcasts were lost upstream (the backplane's stream began again):
+    /// the client must reconnect and resume to be told.
+    Resync,
     /// The client broke the protocol or a limit.
     Refused(CloseCode, String),
 }
@@ -123,6 +126,10 @@ pub(crate) async fn run(
                 "too slow: reconnect to resume",
             )
             .await;
+        }
+        End::Resync => {
+            let why = "broadcasts were lost upstream: reconnect to resume";
+            close(&mut sink, &mut stream, CloseCode::Restart, why).await;
         }
         End::Refused(code, why) => {
             // The errors the client was sent last explain the close: send them first.
@@ -198,9 +205,9 @@ async fn write(
             Some(reply) = replies.recv() => reply,
             event = subscription.next() => match event {
                 Some(event) => Message::Text(event.frame.clone()),
-                // The hub let go of this client: shutdown or eviction, which
-                // the session's other branches report.
-                None => std::future::pending().await,
+                // The hub let go of this client: shutdown and eviction are
+                // reported by the session's other branches, first.
+                None => return End::Resync,
             },
             _ = pings.tick() => Message::Ping(Default::default()),
         };

@@ -25,6 +25,7 @@ const CLOSE_REASONS = {
   1008: 'too many messages: the rate limit was exceeded',
   1009: 'the message was too big',
   1011: 'the server hit an error',
+  1012: 'broadcasts were lost upstream: reconnecting to be told which',
   1013: 'too slow to keep up: reconnect to resume',
 };
 

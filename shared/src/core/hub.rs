@@ -70,6 +70,10 @@ pub struct HubConfig {
     pub client_queue: usize,
     /// How many subscribers the hub accepts at once.
     pub max_clients: usize,
+    /// How far past the newest broadcast a resuming client's id may be and
+    /// still be waited for: with a backplane, a client may come from an
+    /// instance that has read a little further. 0 without one.
+    pub ahead: u64,
 }
 
 impl Default for HubConfig {
@@ -78,6 +82,7 @@ impl Default for HubConfig {
             replay: 1024,
             client_queue: 1024,
             max_clients: 100_000,
+            ahead: 0,
         }
     }
 }
@@ -166,16 +171,33 @@ impl<F> Hub<F> {
     /// Broadcasts `message` with an id assigned elsewhere (by a backplane), as
     /// [`Hub::publish`] does with its own. Ids must increase within a run; one
     /// already seen is ignored (a backplane may deliver twice) and `false`
-    /// returned. An id from another run starts that run afresh: what was kept
-    /// from the old one can no longer be resumed.
+    /// returned.
+    ///
+    /// An id that does not follow the last one (another run: the stream was
+    /// lost and began again; or a gap: entries went before they were read)
+    /// means broadcasts were lost. What was kept can then no longer be
+    /// resumed, and every subscriber is let go, so that its client reconnects,
+    /// resumes, and is told what it missed instead of seeing a silent gap.
     pub fn deliver(&self, id: EventId, message: &str) -> bool {
         let mut state = self.state();
+        let follows = id.run == state.run && id.seq == state.last_seq + 1;
+        if id.run == state.run && id.seq <= state.last_seq {
+            return false;
+        }
+        if !follows && state.last_seq > 0 {
+            log::warn!(
+                "Broadcasts were lost between {} and {id}: clients reconnect to be told",
+                EventId {
+                    run: state.run,
+                    seq: state.last_seq
+                }
+            );
+            state.replay.clear();
+            state.subscribers.clear();
+        }
         if id.run != state.run {
             state.run = id.run;
-            state.last_seq = 0;
             state.replay.clear();
-        } else if id.seq <= state.last_seq {
-            return false;
         }
         self.fan_out(state, id, message);
         true
@@ -242,13 +264,14 @@ impl<F> Hub<F> {
         if state.subscribers.len() >= self.config.max_clients {
             return Err(SubscribeError::Full);
         }
-        let (backlog, missed) = match since {
-            None => (VecDeque::new(), None),
-            Some(since) => match replay_after(&state, since) {
-                Ok(backlog) => (backlog, None),
+        let (backlog, missed, skip_through) = match since {
+            None => (VecDeque::new(), None, None),
+            Some(since) => match replay_after(&state, since, self.config.ahead) {
+                Ok(Resume::From(backlog)) => (backlog, None, None),
+                Ok(Resume::Ahead(id)) => (VecDeque::new(), None, Some(id)),
                 Err(reason) => {
                     let since = since.to_owned();
-                    (VecDeque::new(), Some(Missed { since, reason }))
+                    (VecDeque::new(), Some(Missed { since, reason }), None)
                 }
             },
         };
@@ -261,6 +284,7 @@ impl<F> Hub<F> {
             missed,
             backlog,
             receiver,
+            skip_through,
         })
     }
 
@@ -292,14 +316,26 @@ impl<F> Hub<F> {
     }
 }
 
+/// Where a resuming client starts.
+enum Resume<F> {
+    /// These broadcasts, then live ones.
+    From(VecDeque<Arc<Event<F>>>),
+    /// Live ones after this id, which the hub has not reached yet.
+    Ahead(EventId),
+}
+
 /// What a client that saw `since` missed, if the buffer still holds all of it.
-fn replay_after<F>(state: &State<F>, since: &str) -> Result<VecDeque<Arc<Event<F>>>, MissedReason> {
+fn replay_after<F>(state: &State<F>, since: &str, ahead: u64) -> Result<Resume<F>, MissedReason> {
     let since: EventId = since.parse().map_err(|_| MissedReason::Unknown)?;
     if since.run != state.run {
         return Err(MissedReason::Restarted);
     }
     if since.seq > state.last_seq {
-        return Err(MissedReason::Unknown);
+        return if since.seq <= state.last_seq + ahead {
+            Ok(Resume::Ahead(since))
+        } else {
+            Err(MissedReason::Unknown)
+        };
     }
     // The buffer holds increasing ids; everything after `since` must still
     // be in it.
@@ -313,7 +349,7 @@ fn replay_after<F>(state: &State<F>, since: &str) -> Result<VecDeque<Arc<Event<F
     let start = state
         .replay
         .partition_point(|event| event.id.seq <= since.seq);
-    Ok(state.replay.range(start..).cloned().collect())
+    Ok(Resume::From(state.replay.range(start..).cloned().collect()))
 }
 
 /// One client's view of the hub. Dropping it leaves the hub.
@@ -324,6 +360,8 @@ pub struct Subscription<F> {
     pub missed: Option<Missed>,
     backlog: VecDeque<Arc<Event<F>>>,
     receiver: mpsc::Receiver<Arc<Event<F>>>,
+    /// For a client ahead of the hub: broadcasts up to this id it has seen.
+    skip_through: Option<EventId>,
 }
 
 impl<F> Subscription<F> {
@@ -338,18 +376,41 @@ impl<F> Subscription<F> {
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Arc<Event<F>>>> {
-        match self.backlog.pop_front() {
-            Some(event) => std::task::Poll::Ready(Some(event)),
-            None => self.receiver.poll_recv(cx),
+        loop {
+            let event = match self.backlog.pop_front() {
+                Some(event) => Some(event),
+                None => std::task::ready!(self.receiver.poll_recv(cx)),
+            };
+            if !self.seen(&event) {
+                return std::task::Poll::Ready(event);
+            }
         }
     }
 
     /// The next broadcast if one is waiting, without waiting: lets a writer
     /// that fell behind send several before one flush.
     pub fn try_next(&mut self) -> Option<Arc<Event<F>>> {
-        self.backlog
-            .pop_front()
-            .or_else(|| self.receiver.try_recv().ok())
+        loop {
+            let event = self
+                .backlog
+                .pop_front()
+                .or_else(|| self.receiver.try_recv().ok());
+            if !self.seen(&event) {
+                return event;
+            }
+        }
+    }
+
+    /// Whether the client saw `event` already (on an instance further ahead).
+    fn seen(&mut self, event: &Option<Arc<Event<F>>>) -> bool {
+        let (Some(event), Some(through)) = (event, self.skip_through) else {
+            return false;
+        };
+        if event.id.run == through.run && event.id.seq <= through.seq {
+            return true;
+        }
+        self.skip_through = None;
+        false
     }
 }
 
@@ -368,6 +429,7 @@ mod tests {
             replay,
             client_queue,
             max_clients: 3,
+            ahead: 4,
         };
         Hub::new(config, |id, message| format!("{id} {message}"))
     }
@@ -463,9 +525,9 @@ mod tests {
         let hub = hub(8, 16);
         let mut sub = subscribe(&hub, None);
         assert!(hub.deliver(backplane(10), "from the backplane"));
-        assert!(hub.deliver(backplane(12), "a gap is fine"));
-        assert_eq!(drain(&mut sub, 2).await, vec![10, 12]);
-        assert_eq!(hub.last_id(), Some(backplane(12)));
+        assert!(hub.deliver(backplane(11), "and the next"));
+        assert_eq!(drain(&mut sub, 2).await, vec![10, 11]);
+        assert_eq!(hub.last_id(), Some(backplane(11)));
     }
 
     #[test]
@@ -488,11 +550,53 @@ mod tests {
     fn delivered_ids_can_be_resumed_from() {
         let hub = hub(8, 16);
         hub.deliver(backplane(10), "one");
-        hub.deliver(backplane(12), "two");
-        hub.deliver(backplane(13), "three");
+        hub.deliver(backplane(11), "two");
+        hub.deliver(backplane(12), "three");
         let resumed = subscribe(&hub, Some("b0b-10"));
         assert_eq!(resumed.missed, None);
-        assert_eq!(backlog(&resumed), vec![12, 13]);
+        assert_eq!(backlog(&resumed), vec![11, 12]);
+    }
+
+    #[tokio::test]
+    async fn a_new_run_lets_every_subscriber_go_so_that_it_resumes() {
+        let hub = hub(8, 16);
+        hub.deliver(backplane(1), "old run");
+        let mut sub = subscribe(&hub, None);
+        hub.deliver(EventId { run: 0xc0c, seq: 1 }, "new run");
+        assert!(sub.next().await.is_none(), "let go, not handed the new run");
+        assert_eq!(hub.client_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_gap_lets_every_subscriber_go_and_forgets_what_was_kept() {
+        let hub = hub(8, 16);
+        hub.deliver(backplane(1), "one");
+        hub.deliver(backplane(2), "two");
+        let mut sub = subscribe(&hub, None);
+        hub.deliver(backplane(5), "after a gap");
+        assert!(sub.next().await.is_none());
+        let resumed = subscribe(&hub, Some("b0b-1"));
+        assert_eq!(
+            resumed.missed.as_ref().map(|m| m.reason),
+            Some(MissedReason::Expired)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_a_little_ahead_gets_only_what_follows_its_id() {
+        let hub = hub(8, 16);
+        hub.deliver(backplane(10), "ten");
+        let mut sub = subscribe(&hub, Some("b0b-12"));
+        assert_eq!(sub.missed, None);
+        for seq in 11..=14 {
+            hub.deliver(backplane(seq), "more");
+        }
+        assert_eq!(drain(&mut sub, 2).await, vec![13, 14]);
+        let too_far = subscribe(&hub, Some("b0b-99"));
+        assert_eq!(
+            too_far.missed.as_ref().map(|m| m.reason),
+            Some(MissedReason::Unknown)
+        );
     }
 
     #[test]

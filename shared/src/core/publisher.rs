@@ -24,7 +24,38 @@ pub trait Publisher: Send + Sync + 'static {
     /// (the number of whole intervals since the Unix epoch). At most one
     /// instance gets `true` for a slot.
     fn claim_tick(&self, slot: u64) -> BoxFuture<'_, bool>;
+
+    /// The backplane between instances, if there is one: its state and
+    /// counters, for `/healthz` and `/metrics`.
+    fn backplane(&self) -> Option<Backplane> {
+        None
+    }
 }
+
+/// What a backplane reports of itself.
+#[derive(Debug, Clone, Default)]
+pub struct Backplane {
+    /// Whether it is reachable now.
+    pub up: bool,
+    /// What it is, and why it is down if it is: for people.
+    pub detail: String,
+    /// How many times it was reached again after being lost.
+    pub reconnects: u64,
+    /// Broadcasts that could not be published.
+    pub publish_errors: u64,
+    /// Ticks this instance claimed (and so broadcast).
+    pub ticks: u64,
+    /// Seconds from publishing to delivery on this instance: how many took
+    /// at most each bound of [`DELIVERY_BUCKETS`], then the count and sum.
+    pub delivery_buckets: Vec<u64>,
+    pub delivery_count: u64,
+    pub delivery_seconds: f64,
+}
+
+/// The bounds, in seconds, of the delivery-time histogram.
+pub const DELIVERY_BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
 
 /// A broadcast that could not be published (a backplane out of reach).
 #[derive(Debug, Clone, PartialEq, Eq)]

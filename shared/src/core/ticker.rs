@@ -15,7 +15,13 @@ pub const HELLO: &str = "Hello hello!";
 /// `setInterval`) until `stop` is cancelled, for each interval the publisher
 /// lets this instance claim.
 pub async fn run(publisher: Arc<dyn Publisher>, every: Duration, stop: CancellationToken) {
-    let mut ticks = interval_at(Instant::now() + every, every);
+    // Instances that share a backplane tick at the same moments, the starts
+    // of the slots, so that the one that claims a slot ticks on time.
+    let first = match publisher.backplane() {
+        Some(_) => until_next_slot(every),
+        None => every,
+    };
+    let mut ticks = interval_at(Instant::now() + first, every);
     // After a stall, carry on at the normal pace instead of bursting.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -34,10 +40,22 @@ pub async fn run(publisher: Arc<dyn Publisher>, every: Duration, stop: Cancellat
 }
 
 /// The number of whole intervals since the Unix epoch: the same on every
-/// instance whose clock agrees.
+/// instance whose clock agrees. Taken a little after the tick, so that a
+/// tick that fires a hair early still counts in its own slot.
 fn slot(every: Duration) -> u64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let now = since_epoch() + every / 4;
     (now.as_nanos() / every.as_nanos().max(1)) as u64
+}
+
+/// How long until the next slot begins.
+fn until_next_slot(every: Duration) -> Duration {
+    let every_nanos = every.as_nanos().max(1);
+    let into = since_epoch().as_nanos() % every_nanos;
+    Duration::from_nanos((every_nanos - into) as u64)
+}
+
+fn since_epoch() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }

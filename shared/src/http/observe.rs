@@ -4,28 +4,23 @@ use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use warp::http::StatusCode;
 use warp::http::header::CONTENT_TYPE;
 use warp::{Filter, Rejection, Reply};
 
-use crate::core::Hub;
+use crate::core::{DELIVERY_BUCKETS, Hub, Publisher};
 use crate::policy::{Reason, Rejections};
 
 pub fn routes<F: Send + Sync + 'static>(
     hub: Arc<Hub<F>>,
+    publisher: Arc<dyn Publisher>,
     rejections: Arc<Rejections>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let health_hub = hub.clone();
-    let health = warp::path!("healthz").map(move || {
-        let hub = &health_hub;
-        warp::reply::json(&serde_json::json!({
-            "status": "ok",
-            "clients": hub.client_count(),
-            "lastEventId": hub.last_id().map(|id| id.to_string()),
-        }))
-    });
+    let (health_hub, health_publisher) = (hub.clone(), publisher.clone());
+    let health = warp::path!("healthz").map(move || health(&health_hub, &*health_publisher));
     let metrics = warp::path!("metrics").map(move || {
         warp::reply::with_header(
-            render(&hub, &rejections),
+            render(&hub, &*publisher, &rejections),
             CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )
@@ -33,8 +28,27 @@ pub fn routes<F: Send + Sync + 'static>(
     warp::get().and(health.or(metrics))
 }
 
+/// 200 with the clients and the newest id; 503 while a backplane the server
+/// needs is out of reach, saying why.
+fn health<F>(hub: &Hub<F>, publisher: &dyn Publisher) -> warp::reply::Response {
+    let mut body = serde_json::json!({
+        "status": "ok",
+        "clients": hub.client_count(),
+        "lastEventId": hub.last_id().map(|id| id.to_string()),
+    });
+    let mut status = StatusCode::OK;
+    if let Some(backplane) = publisher.backplane() {
+        body["backplane"] = serde_json::json!({ "up": backplane.up, "detail": backplane.detail });
+        if !backplane.up {
+            body["status"] = "degraded".into();
+            status = StatusCode::SERVICE_UNAVAILABLE;
+        }
+    }
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}
+
 /// The Prometheus text exposition format.
-fn render<F>(hub: &Hub<F>, rejections: &Rejections) -> String {
+fn render<F>(hub: &Hub<F>, publisher: &dyn Publisher, rejections: &Rejections) -> String {
     let stats = &hub.stats;
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
@@ -88,5 +102,44 @@ fn render<F>(hub: &Hub<F>, rejections: &Rejections) -> String {
         "Messages and requests refused by the rate limit.",
         &one(rejections.rate_limited.load(Ordering::Relaxed)),
     );
+    if let Some(backplane) = publisher.backplane() {
+        metric(
+            "demo_backplane_up",
+            "gauge",
+            "1 while the backplane (Redis) is reachable.",
+            &one(u64::from(backplane.up)),
+        );
+        metric(
+            "demo_backplane_reconnects_total",
+            "counter",
+            "Times the backplane was reached again after being lost.",
+            &one(backplane.reconnects),
+        );
+        metric(
+            "demo_backplane_ticks_total",
+            "counter",
+            "Ticks this instance claimed, and so broadcast.",
+            &one(backplane.ticks),
+        );
+        metric(
+            "demo_backplane_publish_errors_total",
+            "counter",
+            "Broadcasts the backplane could not take.",
+            &one(backplane.publish_errors),
+        );
+        let name = "demo_backplane_delivery_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} From publishing to delivery on this instance."
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (bound, count) in DELIVERY_BUCKETS.iter().zip(&backplane.delivery_buckets) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+        }
+        let count = backplane.delivery_count;
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", backplane.delivery_seconds);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
     out
 }

@@ -1,0 +1,127 @@
+//! A Redis server of the test's own: `redis-server` on a free port, keeping
+//! nothing on disk, stopped (and its files removed) when dropped. A test may
+//! stop it and start it again on the same port to inject faults.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::PATIENCE;
+
+/// A running (or stopped) `redis-server` of this test's.
+pub struct Redis {
+    child: Option<Child>,
+    port: u16,
+    folder: PathBuf,
+}
+
+impl Redis {
+    /// Starts `redis-server` on a free port of 127.0.0.1.
+    pub fn start() -> Redis {
+        // A port nobody listens on now; another test could take it before
+        // Redis does, so try a few.
+        for _ in 0..5 {
+            let port = free_port();
+            let folder =
+                std::env::temp_dir().join(format!("demo-redis-{}-{port}", std::process::id()));
+            let mut redis = Redis {
+                child: None,
+                port,
+                folder,
+            };
+            if redis.try_start() {
+                return redis;
+            }
+        }
+        panic!("redis-server did not start on any of 5 free ports");
+    }
+
+    /// `redis://127.0.0.1:PORT/`
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Kills it: clients see their connections drop, and everything it held
+    /// is gone (it keeps nothing on disk).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again, empty, on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + PATIENCE;
+        while !self.try_start() {
+            assert!(Instant::now() < deadline, "redis-server did not come back");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs one command with `redis-cli`, returning what it printed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs (it comes with redis-server)");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    fn try_start(&mut self) -> bool {
+        let _ = std::fs::create_dir_all(&self.folder);
+        let spawned = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(&self.folder)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => panic!(
+                "redis-server is not installed: apt-get install redis-server (bash .ci/run does)"
+            ),
+            Err(error) => panic!("cannot start redis-server: {error}"),
+        };
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                // Someone else's server on this port answers too: ours must
+                // still be running.
+                std::thread::sleep(Duration::from_millis(20));
+                if child.try_wait().ok().flatten().is_none() {
+                    self.child = Some(child);
+                    return true;
+                }
+            }
+            if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.folder);
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").port()
+}
