@@ -9,6 +9,7 @@ use common::{close_code, connect_and_greet, next_json, seq, start};
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use shared::Server;
+use shared::testing::hostile;
 use shared::testing::redis::Redis;
 use shared::testing::{PATIENCE, Random, eventually, http, request};
 use tokio::time::{Instant, timeout};
@@ -216,6 +217,27 @@ async fn with_redis_absent_at_start_the_server_serves_and_says_so_until_it_comes
         .await
         .unwrap();
     assert_eq!(next_json(&mut client).await["message"], "Something changed");
+}
+
+#[tokio::test]
+async fn while_redis_is_away_the_server_stays_idle() {
+    let mut redis = Redis::start();
+    redis.stop();
+    let binary = env!("CARGO_BIN_EXE_websocket-demo");
+    let server =
+        hostile::Binary::start(binary, &["--interval", "100ms", "--redis", &redis.url()]).await;
+    let mut client = connect_and_greet(server.addr, "").await;
+    let before = server.cpu_seconds();
+    // Ticks due, a client connected, Redis away: retries back off.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = server.cpu_seconds() - before;
+    println!("CPU used in 3 s with Redis away: {used:.2} s");
+    assert!(used < 0.3, "{used} s of CPU in 3 s");
+    client
+        .send(Message::text(r#"{"message":"hi"}"#))
+        .await
+        .unwrap();
+    assert!(next_json(&mut client).await["error"].is_string());
 }
 
 #[tokio::test]

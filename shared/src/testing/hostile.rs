@@ -73,6 +73,20 @@ impl Binary {
             .unwrap_or(0)
     }
 
+    /// The CPU time the server has used so far (user and system), from `/proc`.
+    pub fn cpu_seconds(&self) -> f64 {
+        let pid = self.child.id().expect("the server runs");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The fields after the command name, which is in parentheses; utime
+        // and stime are the 14th and 15th, in ticks of 1/100 s.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<f64>().ok());
+        (ticks(11).unwrap_or(0.0) + ticks(12).unwrap_or(0.0)) / 100.0
+    }
+
     /// How many inputs the server refused for `reason`, from `/metrics`.
     pub async fn refused(&self, reason: Reason) -> u64 {
         let metrics = http(self.addr, &request("GET", "/metrics", &[], "")).await;

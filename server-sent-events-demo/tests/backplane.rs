@@ -1,0 +1,157 @@
+//! Several instances sharing one Redis stream, each test with a Redis of its
+//! own (`redis-server` on a free port, keeping nothing on disk).
+
+mod common;
+
+use bytes::Bytes;
+use common::start;
+use serde_json::{Value, json};
+use shared::Server;
+use shared::testing::redis::Redis;
+use shared::testing::{EventStream, PATIENCE, Random, eventually, http, request};
+use tokio::time::timeout;
+
+fn up(server: &Server<Bytes>) -> bool {
+    server
+        .publisher
+        .backplane()
+        .is_some_and(|backplane| backplane.up)
+}
+
+async fn instances(count: usize, url: &str, options: &[&str]) -> Vec<Server<Bytes>> {
+    let mut servers = Vec::new();
+    for _ in 0..count {
+        let mut all = vec!["--redis", url];
+        all.extend_from_slice(options);
+        servers.push(start(&all).await);
+    }
+    eventually("every instance reached Redis", || servers.iter().all(up)).await;
+    servers
+}
+
+fn post(body: &str) -> Vec<u8> {
+    request(
+        "POST",
+        "/api",
+        &[("Content-Type", "application/json")],
+        body,
+    )
+}
+
+#[tokio::test]
+async fn a_post_to_one_instance_reaches_every_stream_of_both_once_with_the_id_it_answered() {
+    let redis = Redis::start();
+    let servers = instances(2, &redis.url(), &["--interval", "60m"]).await;
+    let mut streams = Vec::new();
+    for server in [&servers[0], &servers[1], &servers[1]] {
+        streams.push(EventStream::open(server.addr, "/sse", &[]).await);
+    }
+    let answer = http(servers[0].addr, &post(r#"{"message":"hi"}"#)).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let id = serde_json::from_str::<Value>(&answer.body).unwrap()["id"].clone();
+    for stream in &mut streams {
+        let changed = stream.next_event().await;
+        assert_eq!(changed.json(), json!({ "message": "Something changed" }));
+        assert_eq!(json!(changed.id), id);
+    }
+    let next = servers[1].publisher.publish("next").await.unwrap();
+    for stream in &mut streams {
+        assert_eq!(stream.next_event().await.id, Some(next.to_string()));
+    }
+}
+
+#[tokio::test]
+async fn streams_resuming_on_the_other_instance_during_a_burst_miss_nothing() {
+    const BURST: u64 = 1200;
+    let redis = Redis::start();
+    let servers = instances(
+        2,
+        &redis.url(),
+        &[
+            "--interval",
+            "60m",
+            "--replay",
+            "4096",
+            "--client-queue",
+            "4096",
+        ],
+    )
+    .await;
+    let addrs = [servers[0].addr, servers[1].addr];
+    let random = Random::from_clock();
+    let mut readers = Vec::new();
+    for reader_index in 0..4 {
+        let mut random = random.fork(reader_index);
+        readers.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut last_id: Option<String> = None;
+            let mut hops = 0;
+            while seen.len() < BURST as usize {
+                let headers: Vec<(&str, &str)> = last_id
+                    .iter()
+                    .map(|id| ("Last-Event-ID", id.as_str()))
+                    .collect();
+                let mut stream = EventStream::open(addrs[hops % 2], "/sse", &headers).await;
+                for _ in 0..1 + random.below(300) {
+                    let event = stream.next_event().await;
+                    seen.push(event.seq());
+                    last_id = event.id;
+                    if seen.len() == BURST as usize {
+                        break;
+                    }
+                }
+                hops += 1;
+            }
+            (seen, hops)
+        }));
+    }
+    eventually("every reader is connected", || {
+        servers
+            .iter()
+            .map(|server| server.hub.client_count())
+            .sum::<usize>()
+            == 4
+    })
+    .await;
+    let mut first = None;
+    for round in 0..BURST {
+        let server = &servers[(round % 2) as usize];
+        let id = server.publisher.publish("burst").await.unwrap();
+        first.get_or_insert(id.seq);
+    }
+    let first = first.unwrap();
+    for reader in readers {
+        let (seen, hops) = timeout(PATIENCE * 6, reader).await.unwrap().unwrap();
+        assert!(hops > 1, "the reader should have moved between instances");
+        let expected: Vec<u64> = (first..first + BURST).collect();
+        assert_eq!(seen, expected, "every id exactly once, in order");
+    }
+}
+
+#[tokio::test]
+async fn a_post_while_redis_is_away_gets_503_with_retry_after_and_streams_stay() {
+    let mut redis = Redis::start();
+    let servers = instances(1, &redis.url(), &["--interval", "60m"]).await;
+    let server = &servers[0];
+    let mut stream = EventStream::open(server.addr, "/sse", &[]).await;
+    redis.stop();
+    eventually("the server noticed", || !up(server)).await;
+    let refused = http(server.addr, &post(r#"{"message":"hi"}"#)).await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert_eq!(refused.header("retry-after"), Some("2"));
+    let error: Value = serde_json::from_str(&refused.body).unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("out of reach"),
+        "{error}"
+    );
+    let health = http(server.addr, &request("GET", "/healthz", &[], "")).await;
+    assert_eq!(health.status, 503);
+
+    redis.restart();
+    eventually("the server reached Redis again", || up(server)).await;
+    let answer = http(server.addr, &post(r#"{"message":"hi"}"#)).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    // The stream stayed open all along, and carries the broadcast.
+    let changed = stream.next_event().await;
+    assert_eq!(changed.json(), json!({ "message": "Something changed" }));
+}
