@@ -7,7 +7,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use shared::http::{Conn, Context, Refusal, check_origin};
+use shared::http::{self, Conn, Context, Refusal, check_origin};
 use shared::policy::{Reason, Refused};
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use warp::reply::{Reply, Response};
@@ -21,7 +21,7 @@ pub(crate) fn route(
     warp::path!("api")
         .and(warp::method())
         .and(warp::header::headers_cloned())
-        .and(warp::ext::get::<Conn>())
+        .and(http::conn(context.proxies.clone()))
         .and(warp::body::stream())
         .then(move |method, headers, conn: Conn, body| {
             let context = context.clone();

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Deserialize;
 use shared::core::Subscription;
-use shared::http::{Conn, Context, Refusal, check_origin, check_since};
+use shared::http::{self, Conn, Context, Refusal, check_origin, check_since};
 use shared::wire::{GOTCHA, Message, missed_json, sse};
 use tokio::time::{Instant, Interval, interval_at};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -42,7 +42,7 @@ pub(crate) fn route(
         .and(warp::path!("sse"))
         .and(warp::header::headers_cloned())
         .and(warp::query::<Resume>())
-        .and(warp::ext::get::<Conn>())
+        .and(http::conn(context.proxies.clone()))
         .map(move |headers: HeaderMap, query: Resume, conn: Conn| {
             let peer = conn.peer;
             open(&context, &headers, query, conn)

@@ -91,3 +91,31 @@ async fn an_id_too_long_to_be_one_is_refused_and_never_echoed() {
     let notice = stream.next_event().await;
     assert_eq!(notice.json()["reason"], "unknown");
 }
+
+/// POSTs a message saying it is forwarded for `client`; the status.
+async fn post_for(addr: std::net::SocketAddr, client: &str) -> u16 {
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("X-Forwarded-For", client),
+    ];
+    let raw = request("POST", "/api", &headers, r#"{"message":"hi"}"#);
+    http(addr, &raw).await.status
+}
+
+#[tokio::test]
+async fn x_forwarded_for_names_the_client_only_from_a_trusted_proxy() {
+    // A burst of 2, and a token every 10 s.
+    let limits = ["--interval", "60m", "--rate", "0.1", "--burst", "2"];
+    let behind = start(&[&limits[..], &["--trusted-proxy", "127.0.0.1"]].concat()).await;
+    // Through the trusted proxy, each client has its own limit.
+    for client in ["203.0.113.1", "203.0.113.2"] {
+        assert_eq!(post_for(behind.addr, client).await, 200, "{client}");
+        assert_eq!(post_for(behind.addr, client).await, 200, "{client}");
+        assert_eq!(post_for(behind.addr, client).await, 429, "{client}");
+    }
+    // From anyone else the header is ignored: it cannot dodge the limit.
+    let direct = start(&limits).await;
+    assert_eq!(post_for(direct.addr, "203.0.113.1").await, 200);
+    assert_eq!(post_for(direct.addr, "203.0.113.2").await, 200);
+    assert_eq!(post_for(direct.addr, "203.0.113.3").await, 429);
+}

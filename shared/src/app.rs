@@ -15,7 +15,7 @@ use crate::core::{Framer, Hub, HubConfig, Local, Publisher, ticker};
 use crate::http::connections::SPARE_DESCRIPTORS;
 use crate::http::{self, BindError, Connections, Context, Transport, observe};
 use crate::policy::rejections::LOG_WINDOW;
-use crate::policy::{Inbox, Origins, Rejections};
+use crate::policy::{Inbox, Origins, Rejections, TrustedProxies};
 
 /// Why a server did not start.
 #[derive(Debug)]
@@ -101,6 +101,7 @@ impl<F: Send + Sync + 'static> Server<F> {
             hub: hub.clone(),
             inbox: Arc::new(inbox),
             origins: Arc::new(Origins::new(&config.allowed_origins, addr)),
+            proxies: Arc::new(TrustedProxies::new(&config.trusted_proxies)),
             config: Arc::new(config),
             rejections: rejections.clone(),
             shutdown,
@@ -119,7 +120,11 @@ impl<F: Send + Sync + 'static> Server<F> {
             shutdown: context.shutdown.clone(),
             tasks: context.tasks.clone(),
             rejections: context.rejections.clone(),
-            connections: Connections::new(connection_limit, context.config.max_clients_per_address),
+            connections: Connections::new(
+                connection_limit,
+                context.config.max_clients_per_address,
+                context.proxies.clone(),
+            ),
             request_timeout: context.config.request_timeout,
         };
         http::serve(listener, all_routes, transport);
@@ -202,7 +207,7 @@ where
 {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let config = match Config::parse(defaults, std::env::args_os()) {
-        Parsed::Run(config) => config,
+        Parsed::Run(config) => *config,
         Parsed::Print(text) => {
             // Ignore a closed pipe (`--help | head`): nothing is left to tell.
             let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());

@@ -93,6 +93,15 @@ pub struct Config {
     #[arg(long, env = "DEMO_REDIS_URL", value_parser = parse_redis_url)]
     pub redis: Option<String>,
 
+    /// A reverse proxy whose X-Forwarded-For names the client (rate limits,
+    /// logs); repeat it for several. From anyone else the header is ignored
+    #[arg(
+        long = "trusted-proxy",
+        env = "DEMO_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     /// The Redis stream the instances share (with --redis)
     #[arg(long, env = "DEMO_REDIS_STREAM")]
     pub redis_stream: String,
@@ -107,7 +116,7 @@ struct Cli {
 /// The outcome of reading the command line.
 #[derive(Debug)]
 pub enum Parsed {
-    Run(Config),
+    Run(Box<Config>),
     /// `--help` or `--version`: print this and exit successfully.
     Print(String),
     /// A bad option, as one line.
@@ -141,7 +150,7 @@ impl Config {
             Err(error) => return from_clap_error(error),
         };
         match Cli::from_arg_matches(&matches) {
-            Ok(cli) => Parsed::Run(cli.config),
+            Ok(cli) => Parsed::Run(Box::new(cli.config)),
             Err(error) => from_clap_error(error),
         }
     }

@@ -48,7 +48,7 @@ where
         .chain(port.iter().copied())
         .chain(options.iter().copied());
     let config = match Config::parse(defaults, args) {
-        Parsed::Run(config) => config,
+        Parsed::Run(config) => *config,
         other => panic!("bad test options {options:?}: {other:?}"),
     };
     Server::start(config, frame, routes)

@@ -4,7 +4,7 @@
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use shared::http::{Conn, Context, Refusal, check_origin, check_since};
+use shared::http::{self, Conn, Context, Refusal, check_origin, check_since};
 use shared::policy::Reason;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -50,7 +50,7 @@ pub(crate) fn route(
                 .unify(),
         )
         .and(warp::ext::optional::<OnUpgrade>())
-        .and(warp::ext::get::<Conn>())
+        .and(http::conn(context.proxies.clone()))
         .map(
             move |headers: HeaderMap,
                   resume: Option<Resume>,

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use warp::http::StatusCode;
 
 use super::refusal::Refusal;
-use crate::policy::{Reason, address_key};
+use crate::policy::{Reason, TrustedProxies, address_key};
 
 /// Connections answered from the reserve at once; a newer one pushes the
 /// oldest out, so a flood of silent connections cannot hold the reserve.
@@ -26,6 +26,8 @@ pub struct Connections {
     /// Most connections served as usual.
     limit: usize,
     per_address: usize,
+    /// Proxies carry many clients' connections: no cap per address for them.
+    proxies: Arc<TrustedProxies>,
     state: Mutex<State>,
 }
 
@@ -58,11 +60,12 @@ pub struct Slot {
 
 impl Connections {
     /// At most `limit` connections served as usual, `per_address` of them
-    /// from one address (an IPv6 /64 counts as one).
-    pub fn new(limit: usize, per_address: usize) -> Arc<Connections> {
+    /// from one address (an IPv6 /64 counts as one) other than `proxies`.
+    pub fn new(limit: usize, per_address: usize, proxies: Arc<TrustedProxies>) -> Arc<Connections> {
         Arc::new(Connections {
             limit,
             per_address,
+            proxies,
             state: Mutex::new(State::default()),
         })
     }
@@ -78,7 +81,8 @@ impl Connections {
         let address = address_key(peer.ip());
         let mut state = self.state();
         let from_address = state.by_address.get(&address).copied().unwrap_or(0);
-        let refusal = if from_address >= self.per_address {
+        let capped = !self.proxies.trusts(peer.ip());
+        let refusal = if capped && from_address >= self.per_address {
             let why = format!(
                 "your address has {} connections open already: close some and try again",
                 self.per_address
@@ -168,7 +172,7 @@ mod tests {
 
     #[test]
     fn past_the_limit_connections_are_answered_from_the_reserve() {
-        let connections = Connections::new(2, 10);
+        let connections = Connections::new(2, 10, Arc::default());
         let _a = served(connections.admit(peer("192.0.2.1:1")));
         let b = served(connections.admit(peer("192.0.2.2:1")));
         let (_, refusal, _) = refused(connections.admit(peer("192.0.2.3:1")));
@@ -180,7 +184,7 @@ mod tests {
 
     #[test]
     fn one_address_gets_at_most_its_share() {
-        let connections = Connections::new(100, 2);
+        let connections = Connections::new(100, 2, Arc::default());
         let _slots: Vec<_> = (0..2)
             .map(|port| served(connections.admit(peer(&format!("192.0.2.1:{port}")))))
             .collect();
@@ -196,8 +200,17 @@ mod tests {
     }
 
     #[test]
+    fn a_trusted_proxy_is_not_capped_as_one_address() {
+        let proxy: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let connections = Connections::new(100, 2, Arc::new(TrustedProxies::new(&[proxy])));
+        let _slots: Vec<_> = (0..5)
+            .map(|port| served(connections.admit(peer(&format!("10.0.0.1:{port}")))))
+            .collect();
+    }
+
+    #[test]
     fn a_full_reserve_drops_its_oldest_connection_for_a_new_one() {
-        let connections = Connections::new(0, 10);
+        let connections = Connections::new(0, 10, Arc::default());
         let first = refused(connections.admit(peer("192.0.2.1:1")));
         let mut rest: Vec<_> = (0..RESERVE - 1)
             .map(|port| refused(connections.admit(peer(&format!("192.0.2.2:{port}")))))

@@ -9,9 +9,10 @@ use tokio_util::task::TaskTracker;
 use super::connections::Slot;
 use crate::config::Config;
 use crate::core::Hub;
-use crate::policy::{Inbox, Origins, Rejections};
+use crate::policy::{Inbox, Origins, Rejections, TrustedProxies};
 
-/// The connection a request came on; get it with `warp::ext::get::<Conn>()`.
+/// The connection a request came on; routes get it with [`conn`], which says
+/// who the client is behind a trusted proxy.
 #[derive(Clone)]
 pub struct Conn {
     pub peer: SocketAddr,
@@ -37,6 +38,8 @@ pub struct Context<F> {
     pub config: Arc<Config>,
     /// The origins whose pages may connect.
     pub origins: Arc<Origins>,
+    /// The proxies whose `X-Forwarded-For` is believed.
+    pub proxies: Arc<TrustedProxies>,
     /// Counts of what the server refused.
     pub rejections: Arc<Rejections>,
     /// Cancelled when the server begins to shut down.
@@ -53,9 +56,25 @@ impl<F> Clone for Context<F> {
             inbox: self.inbox.clone(),
             config: self.config.clone(),
             origins: self.origins.clone(),
+            proxies: self.proxies.clone(),
             rejections: self.rejections.clone(),
             shutdown: self.shutdown.clone(),
             tasks: self.tasks.clone(),
         }
     }
+}
+
+/// The request's [`Conn`], with `peer` the client the request is for: the
+/// address `X-Forwarded-For` names when the connection comes from a trusted
+/// proxy, else the connection's own.
+pub fn conn(
+    proxies: Arc<TrustedProxies>,
+) -> impl warp::Filter<Extract = (Conn,), Error = warp::Rejection> + Clone {
+    use warp::Filter;
+    warp::ext::get::<Conn>()
+        .and(warp::header::optional::<String>("x-forwarded-for"))
+        .map(move |mut conn: Conn, forwarded_for: Option<String>| {
+            conn.peer = proxies.client(conn.peer, forwarded_for.as_deref());
+            conn
+        })
 }

@@ -9,6 +9,6 @@ pub mod refusal;
 pub mod server;
 
 pub use connections::Connections;
-pub use context::{Conn, Context};
+pub use context::{Conn, Context, conn};
 pub use refusal::{Refusal, check_origin, check_since, error_response};
 pub use server::{BindError, Transport, bind, serve};

@@ -4,10 +4,12 @@
 
 pub mod input;
 pub mod origins;
+pub mod proxies;
 pub mod rate;
 pub mod rejections;
 
 pub use input::{Inbox, Refused};
 pub use origins::Origins;
+pub use proxies::TrustedProxies;
 pub use rate::{RateLimiter, TokenBucket, address_key};
 pub use rejections::{Reason, Rejections, clip};
