@@ -18,6 +18,7 @@ use crate::policy::{Reason, Rejections};
 
 mod event_stream;
 pub mod hostile;
+pub mod proxy;
 pub mod redis;
 
 pub use event_stream::{Block, EventStream};
@@ -363,4 +364,14 @@ pub async fn terminate(mut child: tokio::process::Child) -> String {
         assert!(!stderr.contains(bad), "{bad} in the log:\n{stderr}");
     }
     stderr
+}
+
+/// Raises this process's open-file limit to at least `files` (up to its hard
+/// limit): tests with many clients hold a descriptor each.
+pub fn raise_open_files(files: u64) {
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("the limit reads");
+    if soft < files {
+        let wanted = files.min(hard);
+        rlimit::setrlimit(rlimit::Resource::NOFILE, wanted, hard).expect("the limit rises");
+    }
 }

@@ -98,20 +98,33 @@ impl EventStream {
     /// (1 to 5 s, picked for each stream), then the Gotcha alone, without an
     /// id (it is not part of the stream).
     pub async fn open(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> EventStream {
-        let mut stream = TcpStream::connect(addr).await.expect("the server accepts");
+        match EventStream::try_open(addr, path, headers).await {
+            Ok(stream) => stream,
+            Err(head) => panic!("the stream did not open: {head:?}"),
+        }
+    }
+
+    /// As [`EventStream::open`], but a stream that does not open (no
+    /// connection, or an answer other than 200) is an `Err` with the answer,
+    /// if any, for a client that tries again.
+    pub async fn try_open(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<EventStream, Option<Response>> {
+        let mut stream = TcpStream::connect(addr).await.map_err(|_| None)?;
         let mut head =
             format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n");
         for (name, value) in headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
         head.push_str("\r\n");
-        stream
-            .write_all(head.as_bytes())
-            .await
-            .expect("the request is sent");
+        stream.write_all(head.as_bytes()).await.map_err(|_| None)?;
         let mut reader = BufReader::new(stream);
         let head = read_head(&mut reader).await;
-        assert_eq!(head.status, 200, "{head:?}");
+        if head.status != 200 {
+            return Err(Some(head));
+        }
         let mut stream = EventStream {
             reader,
             pending: String::new(),
@@ -135,7 +148,7 @@ impl EventStream {
         stream.retry = milliseconds;
         let gotcha = stream.next_block().await.expect("the greeting");
         assert_eq!(gotcha, Block::only_data(r#"{"message":"Gotcha"}"#));
-        stream
+        Ok(stream)
     }
 
     /// The next block, or `None` when the stream ends.

@@ -48,8 +48,12 @@ impl Binary {
     }
 
     async fn spawn(mut command: tokio::process::Command) -> Binary {
+        let given = command.as_std().get_args().any(|arg| arg == "--port");
+        if !given {
+            command.args(["--port", "0"]);
+        }
         let mut child = command
-            .args(["--bind", "127.0.0.1", "--port", "0"])
+            .args(["--bind", "127.0.0.1"])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -59,6 +63,18 @@ impl Binary {
             .expect("the server binary starts");
         let addr = super::listening_on(&mut child).await;
         Binary { child, addr }
+    }
+
+    /// Sends SIGTERM and waits for the server to exit; its exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("the server runs").to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("the server exits in time")
+            .expect("wait works")
     }
 
     /// The server's resident memory, in bytes.
