@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Deserialize;
 use shared::core::Subscription;
-use shared::http::{self, Conn, Context, Refusal, check_origin, check_since};
+use shared::http::{self, Conn, Context, Refusal, check_origin, check_since, tls};
 use shared::wire::{GOTCHA, Message, missed_json, sse};
 use tokio::time::{Instant, Interval, interval_at};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -64,10 +64,12 @@ fn open(
         .and_then(|value| value.to_str().ok());
     let since = header.map(str::to_owned).or(query.last_event_id);
     check_since(since.as_deref())?;
-    // An evicted client is cut at the socket: its body is no longer polled.
-    let subscription = context
-        .hub
-        .subscribe(since.as_deref(), conn.close.clone())?;
+    // How a stream that stalls is cut. Over HTTP/1.1, at the socket: hyper
+    // no longer polls the body of a client that does not read. Over HTTP/2,
+    // the stream alone is reset; the connection's other streams go on.
+    let over_http2 = tls::stream_reset();
+    let cut = over_http2.clone().unwrap_or_else(|| conn.close.clone());
+    let subscription = context.hub.subscribe(since.as_deref(), cut.clone())?;
     log::info!(
         "Opened connection 🎉 ({}; {} connected)",
         conn.peer,
@@ -83,7 +85,7 @@ fn open(
     let every = context.config.heartbeat;
     let progress = Progress::new();
     let watching = CancellationToken::new();
-    let stalled = watchdog(progress.clone(), every, conn.clone(), watching.clone());
+    let stalled = watchdog(progress.clone(), every, conn.peer, cut, watching.clone());
     context.tasks.spawn(stalled);
     let client = Client {
         peer: conn.peer,
@@ -98,11 +100,14 @@ fn open(
     for (name, value) in [
         (header::CONTENT_TYPE, "text/event-stream"),
         (header::CACHE_CONTROL, "no-cache"),
-        (header::CONNECTION, "keep-alive"),
         // Tells nginx-like proxies not to buffer the stream.
         (header::HeaderName::from_static("x-accel-buffering"), "no"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
+    }
+    // HTTP/2 has no Connection header (its connections are all kept alive).
+    if over_http2.is_none() {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
     }
     cors::allow(&mut response, origin);
     Ok(response)
@@ -144,9 +149,16 @@ impl Progress {
     }
 }
 
-/// Cuts the connection of a stream that took nothing for two heartbeats: its
-/// client neither reads nor lets the heartbeat through. Ends with the stream.
-async fn watchdog(progress: Arc<Progress>, every: Duration, conn: Conn, done: CancellationToken) {
+/// Cuts a stream that took nothing for two heartbeats (`cut`: its connection,
+/// or over HTTP/2 the stream alone): its client neither reads nor lets the
+/// heartbeat through. Ends with the stream.
+async fn watchdog(
+    progress: Arc<Progress>,
+    every: Duration,
+    peer: SocketAddr,
+    cut: CancellationToken,
+    done: CancellationToken,
+) {
     let mut checks = interval_at(Instant::now() + every, every);
     loop {
         tokio::select! {
@@ -154,11 +166,8 @@ async fn watchdog(progress: Arc<Progress>, every: Duration, conn: Conn, done: Ca
             () = done.cancelled() => return,
         }
         if progress.stalled_for() > 2 * every {
-            log::info!(
-                "Closing {}: it has read nothing for two heartbeats",
-                conn.peer
-            );
-            conn.close.cancel();
+            log::info!("Closing {peer}: it has read nothing for two heartbeats");
+            cut.cancel();
             return;
         }
     }

@@ -22,6 +22,7 @@ use crate::policy::{Inbox, Origins, Rejections, TrustedProxies};
 pub enum StartError {
     Bind(BindError),
     Backplane(String),
+    Tls(http::tls::TlsError),
 }
 
 impl std::fmt::Display for StartError {
@@ -29,6 +30,7 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Bind(error) => error.fmt(f),
             StartError::Backplane(why) => write!(f, "--redis: {why}"),
+            StartError::Tls(error) => error.fmt(f),
         }
     }
 }
@@ -56,6 +58,12 @@ impl<F: Send + Sync + 'static> Server<F> {
         R: Filter<Extract = (T,), Error = Rejection> + Clone + Send + Sync + 'static,
         T: Reply,
     {
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(http::tls::acceptor(cert, key).map_err(StartError::Tls)?)
+            }
+            _ => None,
+        };
         let wanted = SocketAddr::new(config.bind, config.port);
         let (listener, addr) = http::bind(wanted).await.map_err(StartError::Bind)?;
         let connection_limit = connection_limit();
@@ -126,6 +134,7 @@ impl<F: Send + Sync + 'static> Server<F> {
                 context.proxies.clone(),
             ),
             request_timeout: context.config.request_timeout,
+            tls,
         };
         http::serve(listener, all_routes, transport);
         Ok(Server {

@@ -102,6 +102,15 @@ pub struct Config {
     )]
     pub trusted_proxies: Vec<std::net::IpAddr>,
 
+    /// Serve https:// and wss:// (HTTP/2 and HTTP/1.1) with this certificate
+    /// chain (PEM); needs --tls-key
+    #[arg(long, env = "DEMO_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, env = "DEMO_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// The Redis stream the instances share (with --redis)
     #[arg(long, env = "DEMO_REDIS_STREAM")]
     pub redis_stream: String,

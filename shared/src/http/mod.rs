@@ -7,6 +7,7 @@ pub mod observe;
 pub mod pages;
 pub mod refusal;
 pub mod server;
+pub mod tls;
 
 pub use connections::Connections;
 pub use context::{Conn, Context, conn};

@@ -30,6 +30,7 @@ use warp::{Filter, Rejection, Reply};
 use super::connections::{Admission, Connections};
 use super::context::Conn;
 use super::refusal::answer_rejection;
+use super::tls::Streams;
 use crate::policy::{Reason, Rejections};
 
 /// Listening failed, on `addr`.
@@ -78,6 +79,8 @@ pub struct Transport {
     pub connections: Arc<Connections>,
     /// Longest a client may take to send a request head.
     pub request_timeout: Duration,
+    /// With TLS: `https://` and `wss://`, and HTTP/2 by ALPN.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// The largest request head (request line and headers) a client may send;
@@ -211,47 +214,140 @@ async fn serve_connection(
             _ => Either::Right(service.call(request)),
         }
     });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .max_header_size(MAX_HEADER_SIZE)
-        .header_read_timeout(if reserved {
-            RESERVE_TIMEOUT
-        } else {
-            transport.request_timeout
-        })
-        // A connection served from the reserve answers one request and closes.
-        .keep_alive(!reserved);
-    let connection = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
+    let head_timeout = if reserved {
+        RESERVE_TIMEOUT
+    } else {
+        transport.request_timeout
+    };
+    let shutdown = &transport.shutdown;
+    let result = match &transport.tls {
+        None => {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .max_header_size(MAX_HEADER_SIZE)
+                .header_read_timeout(head_timeout)
+                // A connection served from the reserve answers one request and closes.
+                .keep_alive(!reserved);
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            drive(connection, &close, shutdown)
+                .await
+                .map_err(BoxError::from)
+        }
+        Some(acceptor) => {
+            let tls = match tokio::time::timeout(head_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(error)) => {
+                    let why = format!("TLS handshake failed: {error}");
+                    return transport.rejections.record(Reason::Tls, peer, &why);
+                }
+                Err(_) => {
+                    let why = "no TLS handshake within the time limit";
+                    return transport.rejections.record(Reason::Tls, peer, why);
+                }
+            };
+            let streams = Streams {
+                tasks: transport.tasks.clone(),
+            };
+            let mut builder = hyper_util::server::conn::auto::Builder::new(streams);
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                // Bounds the request head too (hyper-util sets no head limit).
+                .max_buf_size(MAX_HEADER_SIZE)
+                .header_read_timeout(head_timeout)
+                .keep_alive(!reserved);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(MAX_STREAMS)
+                .max_header_list_size(MAX_HEADER_SIZE as u32);
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            drive(connection, &close, shutdown).await
+        }
+    };
+    let rejections = &transport.rejections;
+    let error = match result {
+        Ok(()) => return,
+        Err(error) => error,
+    };
+    match error.downcast_ref::<hyper::Error>() {
+        Some(error) if error.is_parse_too_large() => {
+            rejections.record(Reason::TooLarge, peer, &error.to_string());
+        }
+        Some(error) if error.is_parse() => {
+            rejections.record(Reason::MalformedHttp, peer, &error.to_string());
+        }
+        // An idle keep-alive connection timing out is normal; one that never
+        // finished a request head is a slow or silent client.
+        Some(error) if error.is_timeout() && requests.load(Ordering::Relaxed) == 0 => {
+            let why = "no request head within the time limit";
+            rejections.record(Reason::SlowRequest, peer, why);
+        }
+        _ => log::debug!("{peer}: connection ended: {error}"),
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The most HTTP/2 streams (event streams, requests) one connection may
+/// have open at once.
+pub const MAX_STREAMS: u32 = 128;
+
+/// A connection hyper serves, which can be asked to finish gracefully.
+trait Graceful {
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S> Graceful for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<BoxError>,
+{
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S, E, B> Graceful for hyper_util::server::conn::auto::UpgradeableConnection<'_, I, S, E>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<BoxError>,
+    E: hyper_util::server::conn::auto::HttpServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        hyper_util::server::conn::auto::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+/// Serves `connection` until it ends, `close` cuts it, or shutdown asks it to
+/// finish (HTTP/2: GOAWAY) and it does (or `close` cuts it then).
+async fn drive<C, E>(
+    connection: C,
+    close: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>> + Graceful,
+{
     let mut connection = pin!(connection);
-    let result = tokio::select! {
+    tokio::select! {
         result = connection.as_mut() => result,
         () = close.cancelled() => Ok(()),
-        () = transport.shutdown.cancelled() => {
+        () = shutdown.cancelled() => {
             connection.as_mut().graceful_shutdown();
             tokio::select! {
                 result = connection => result,
                 () = close.cancelled() => Ok(()),
             }
         }
-    };
-    let rejections = &transport.rejections;
-    match result {
-        Err(error) if error.is_parse_too_large() => {
-            rejections.record(Reason::TooLarge, peer, &error.to_string());
-        }
-        Err(error) if error.is_parse() => {
-            rejections.record(Reason::MalformedHttp, peer, &error.to_string());
-        }
-        // An idle keep-alive connection timing out is normal; one that never
-        // finished a request head is a slow or silent client.
-        Err(error) if error.is_timeout() && requests.load(Ordering::Relaxed) == 0 => {
-            let why = "no request head within the time limit";
-            rejections.record(Reason::SlowRequest, peer, why);
-        }
-        Err(error) => log::debug!("{peer}: connection ended: {error}"),
-        Ok(()) => {}
     }
 }

@@ -39,10 +39,12 @@ pub enum Reason {
     SlowRequest,
     /// WebSocket pings (or the page's own ping messages) faster than allowed.
     TooManyPings,
+    /// A TLS handshake that failed (or plain HTTP sent to the TLS port).
+    Tls,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::Origin,
         Reason::MalformedHttp,
         Reason::Handshake,
@@ -57,6 +59,7 @@ impl Reason {
         Reason::AddressLimit,
         Reason::SlowRequest,
         Reason::TooManyPings,
+        Reason::Tls,
     ];
 
     pub fn label(self) -> &'static str {
@@ -75,6 +78,7 @@ impl Reason {
             Reason::AddressLimit => "address_limit",
             Reason::SlowRequest => "slow_request",
             Reason::TooManyPings => "too_many_pings",
+            Reason::Tls => "tls",
         }
     }
 }

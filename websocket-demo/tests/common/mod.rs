@@ -51,7 +51,10 @@ pub async fn connect_and_greet(addr: SocketAddr, query: &str) -> Client {
 }
 
 /// The next text message as JSON, skipping pings.
-pub async fn next_json(client: &mut Client) -> Value {
+pub async fn next_json<S>(client: &mut WebSocketStream<S>) -> Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     loop {
         let message = timeout(PATIENCE, client.next())
             .await
