@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -21,7 +21,7 @@ use tokio::time::{Instant, Interval, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::flags;
-use crate::servers::{self, DEMOS, Demo, Kind, Profile, Server};
+use crate::servers::{self, DEMOS, Demo, Instance, Kind, Profile, Server};
 
 /// How long any phase may take before the benchmark gives up.
 const LIMIT: Duration = Duration::from_secs(120);
@@ -137,17 +137,9 @@ impl Target {
             (clients + 10).to_string(),
         ])
         .collect();
-        let package = demo.package;
-        let mut server = servers::start(demo, &args, "warn", Profile::Release)?;
-        let url = timeout(LIMIT, &mut server.url)
-            .await
-            .map_err(|_| anyhow!("{package} did not start"))?
-            .map_err(|_| anyhow!("{package} stopped: {}", server.last_error()))?;
-        let addr = url
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .with_context(|| format!("not an address: {url}"))?;
+        let mut server = servers::start(demo, Instance::Only, &args, "warn", Profile::Release)?;
+        let url = server.listening(LIMIT).await?;
+        let addr = servers::addr(&url)?;
         let pid = server.child.id().context("the server exited")?;
         Ok(Target { server, addr, pid })
     }

@@ -13,7 +13,7 @@ use cdp::{Browser, Tab, wait_until};
 use serde_json::json;
 
 use crate::flags;
-use crate::servers::{self, Demo, Kind, Profile, Server};
+use crate::servers::{self, Demo, Instance, Kind, Profile, Server};
 
 /// A short tick, so every check sees several.
 const INTERVAL: Duration = Duration::from_millis(300);
@@ -53,17 +53,8 @@ impl Running {
             "--heartbeat".to_owned(),
             format!("{}ms", HEARTBEAT.as_millis()),
         ];
-        let package = demo.package;
-        let mut server = servers::start(demo, &args, "warn", Profile::Debug)?;
-        let url = tokio::time::timeout(PATIENCE, &mut server.url)
-            .await
-            .map_err(|_| anyhow::anyhow!("{package} did not start within {PATIENCE:?}"))?
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "{package} stopped before listening: {}",
-                    server.last_error()
-                )
-            })?;
+        let mut server = servers::start(demo, Instance::Only, &args, "warn", Profile::Debug)?;
+        let url = server.listening(PATIENCE).await?;
         Ok(Running { demo, server, url })
     }
 
