@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 use tokio::process::Child;
 use tokio::sync::oneshot;
 
@@ -294,4 +295,37 @@ pub fn addr(url: &str) -> Result<SocketAddr> {
         .trim_end_matches('/')
         .parse()
         .with_context(|| format!("not an address: {url}"))
+}
+
+/// Waits until the server at `url` answers `/healthz` with 200. With
+/// `--redis`, that is once it has reached Redis: it cannot publish before.
+pub async fn healthy(url: &str, patience: Duration) -> Result<()> {
+    let addr = addr(url)?;
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        // A frozen server must not hang the wait.
+        let answer = tokio::time::timeout(Duration::from_secs(2), health(addr))
+            .await
+            .unwrap_or_else(|_| Err(anyhow!("no answer within 2 s")));
+        if matches!(&answer, Ok(answer) if answer.starts_with("HTTP/1.1 200")) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            let last = answer.unwrap_or_else(|error| format!("{error:#}"));
+            let body = last.split("\r\n\r\n").last().unwrap_or_default();
+            bail!("{url} was not healthy within {patience:?}: {body}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The whole answer to `GET /healthz`.
+async fn health(addr: SocketAddr) -> Result<String> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    Ok(answer)
 }
