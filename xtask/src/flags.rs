@@ -37,6 +37,10 @@ pub enum Task {
     /// check fails.
     E2e(E2e),
     /// Measure both servers with many clients.
+    ///
+    /// With --redis, the clients are spread over --instances servers sharing
+    /// that Redis, and the same run with the in-process hub follows, to show
+    /// the latency the backplane adds.
     Bench(Bench),
 }
 
@@ -94,6 +98,14 @@ pub struct Bench {
     /// Run one server's benchmark
     #[arg(long, value_name = "SERVER")]
     pub only: Option<Kind>,
+    /// Broadcast through the Redis at this URL, then compare with the
+    /// in-process hub
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+    /// Server instances the clients are spread over (above 1 needs --redis);
+    /// messages are sent through the first
+    #[arg(long, value_name = "K", value_parser = at_least_one::<usize>, default_value_t = 1)]
+    pub instances: usize,
     /// Use the release binaries already built
     #[arg(long)]
     pub no_build: bool,
@@ -139,7 +151,8 @@ impl Task {
     fn check(&self) -> Result<()> {
         match self {
             Task::ServeAll(serve) => serve.check(),
-            Task::E2e(_) | Task::Bench(_) => Ok(()),
+            Task::E2e(_) => Ok(()),
+            Task::Bench(bench) => instances_need_redis(bench.instances, bench.redis.as_deref()),
         }
     }
 }
@@ -266,6 +279,7 @@ mod tests {
             (10_000, 100, 20.0)
         );
         assert_eq!(bench.only, None);
+        assert_eq!((bench.instances, bench.redis), (1, None));
     }
 
     fn serve_all(args: &str) -> ServeAll {
@@ -292,6 +306,7 @@ mod tests {
         let without_redis =
             "--instances 2 needs --redis URL: instances share broadcasts only through Redis";
         assert_eq!(one_line_error("serve-all --instances 2"), without_redis);
+        assert_eq!(one_line_error("bench --instances 2"), without_redis);
         assert_eq!(
             one_line_error(
                 "serve-all --instances 2 --redis redis://x/ --ws-port 9000 --sse-port 9002"
