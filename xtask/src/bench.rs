@@ -5,13 +5,18 @@
 //! connected, the server's memory per connection, deliveries per second, and
 //! the latency from send to receipt at each client (percentiles). Clients and
 //! server share this machine's cores, so the numbers are a floor, not a ceiling.
+//!
+//! With `--redis`, the clients are spread over `--instances` servers sharing
+//! that Redis (memory and CPU are their sums; Redis's own are not counted),
+//! and the same run on one server with the in-process hub follows, for the
+//! latency the backplane adds.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -21,7 +26,7 @@ use tokio::time::{Instant, Interval, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::flags;
-use crate::servers::{self, DEMOS, Demo, Kind, Profile, Server};
+use crate::servers::{self, DEMOS, Demo, Instance, Kind, Profile, Server};
 
 /// How long any phase may take before the benchmark gives up.
 const LIMIT: Duration = Duration::from_secs(120);
@@ -63,46 +68,152 @@ fn allow_open_files(clients: usize) -> Result<()> {
     rlimit::setrlimit(Resource::NOFILE, needed, hard).context("cannot raise the open file limit")
 }
 
-/// One server's benchmark: every phase in turn, then the report.
+/// One server's benchmark: alone, or over instances sharing Redis and then
+/// alone again, to show what the backplane adds.
 async fn bench(demo: &'static Demo, flags: &flags::Bench) -> Result<()> {
-    let mut target = Target::start(demo, flags.clients).await?;
-    let memory_before = resident_bytes(target.pid);
-    let cpu_before = cpu_seconds(target.pid);
+    let alone = Setup {
+        instances: 1,
+        redis: None,
+    };
+    let Some(redis) = flags.redis.as_deref() else {
+        let numbers = measure(demo, flags, alone).await?;
+        report(&format!("{}:", demo.package), flags, &numbers);
+        return Ok(());
+    };
+    let shared = Setup {
+        instances: flags.instances,
+        redis: Some(redis),
+    };
+    let instances = match flags.instances {
+        1 => "one instance".to_owned(),
+        count => format!("{count} instances"),
+    };
+    let through_redis = measure(demo, flags, shared).await?;
+    report(
+        &format!("{}, {instances} through Redis:", demo.package),
+        flags,
+        &through_redis,
+    );
+    let in_process = measure(demo, flags, alone).await?;
+    report(
+        &format!("{}, one instance with the in-process hub:", demo.package),
+        flags,
+        &in_process,
+    );
+    let added = |p: f64| {
+        let ms = |numbers: &Numbers| numbers.latency(p).as_secs_f64() * 1000.0;
+        ms(&through_redis) - ms(&in_process)
+    };
+    // Below zero when spreading the clients over instances saved more than
+    // the trip through Redis cost.
+    say!(
+        "  latency the backplane adds at {} clients ({instances} through Redis, \
+         less one in-process): p50 {:+.2} ms, p99 {:+.2} ms",
+        flags.clients,
+        added(0.50),
+        added(0.99)
+    );
+    Ok(())
+}
+
+/// The servers of one run: how many, and the Redis they share, if any.
+#[derive(Debug, Clone, Copy)]
+struct Setup<'a> {
+    instances: usize,
+    redis: Option<&'a str>,
+}
+
+/// Starts the servers, runs every phase, stops them: what was measured.
+async fn measure(demo: &'static Demo, flags: &flags::Bench, setup: Setup<'_>) -> Result<Numbers> {
+    // A stream of this run's own: its ids begin at 1, as the messages do.
+    let stream = format!("bench:{}:{}", demo.prefix, unix_millis());
+    let mut targets = Vec::new();
+    let measured = async {
+        for n in 1..=setup.instances {
+            let instance = match setup.instances {
+                1 => Instance::Only,
+                _ => Instance::Nth(n),
+            };
+            let redis = setup.redis.map(|url| (url, stream.as_str()));
+            targets.push(Target::start(demo, instance, flags.clients, redis).await?);
+        }
+        run_clients(demo.kind, flags, &targets).await
+    }
+    .await;
+    for target in &mut targets {
+        target.server.stop().await;
+    }
+    if let Some(url) = setup.redis {
+        forget(url, &[&stream, &format!("{stream}:meta")]);
+    }
+    measured
+}
+
+/// Every phase in turn, on servers already started: connecting the clients
+/// (spread over the servers), sending through the first, receiving.
+async fn run_clients(kind: Kind, flags: &flags::Bench, targets: &[Target]) -> Result<Numbers> {
+    let memory = || {
+        targets
+            .iter()
+            .map(|target| resident_bytes(target.pid))
+            .sum()
+    };
+    let cpu = || -> f64 { targets.iter().map(|target| cpu_seconds(target.pid)).sum() };
+    let addrs: Vec<SocketAddr> = targets.iter().map(|target| target.addr).collect();
+    let memory_before = memory();
+    let cpu_before = cpu();
 
     let tally = Tally::new(flags.messages, Arc::new(AtomicUsize::new(0)));
     let connecting = Instant::now();
-    let clients = connect_clients(demo.kind, target.addr, flags, &tally).await?;
+    let clients = connect_clients(kind, &addrs, flags, &tally).await?;
     let connected_in = connecting.elapsed();
-    let memory_with_clients = resident_bytes(target.pid);
+    let memory_with_clients = memory();
 
     let sending = Instant::now();
     let expected = flags.clients * flags.messages;
     let progress = tokio::spawn(show_progress(tally.received.clone(), expected, sending));
     let delivered = async {
-        timeout(LIMIT, send_messages(demo.kind, target.addr, flags, &tally))
+        timeout(LIMIT, send_messages(kind, addrs[0], flags, &tally))
             .await
             .context("sending took too long")??;
         collect(clients, expected, sending).await
     }
     .await;
     progress.abort();
-    let (latencies, last_receipt) = delivered?;
-    let server_cpu = cpu_seconds(target.pid) - cpu_before;
-    target.server.stop().await;
+    let (mut latencies, last_receipt) = delivered?;
+    latencies.sort_unstable();
+    Ok(Numbers {
+        servers: targets.len(),
+        connected_in,
+        memory_before,
+        memory_with_clients,
+        server_cpu: cpu() - cpu_before,
+        sending_took: last_receipt.duration_since(sending),
+        latencies,
+    })
+}
 
-    report(
-        demo,
-        flags,
-        Numbers {
-            connected_in,
-            memory_before,
-            memory_with_clients,
-            server_cpu,
-            sending_took: last_receipt.duration_since(sending),
-            latencies,
-        },
-    );
-    Ok(())
+/// Deletes the keys of a run's stream with `redis-cli`, which comes with
+/// redis-server; without it, says what is left.
+fn forget(url: &str, keys: &[&str]) {
+    let deleted = std::process::Command::new("redis-cli")
+        .args(["-u", url, "DEL"])
+        .args(keys)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !deleted.is_ok_and(|status| status.success()) {
+        say!(
+            "  (could not delete {} from Redis: no redis-cli?)",
+            keys.join(" ")
+        );
+    }
+}
+
+fn unix_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis())
 }
 
 /// A release build of one server, started for many clients, and where it is.
@@ -113,15 +224,23 @@ struct Target {
 }
 
 impl Target {
-    async fn start(demo: &'static Demo, clients: usize) -> Result<Target> {
-        // Only the benchmark's own messages: no ticks, and no limits in the
-        // way (every client comes from 127.0.0.1, so the cap per address
-        // goes up too).
-        let args: Vec<String> = [
+    /// Starts one instance of `demo`; with `redis` (a URL and a stream), waits
+    /// until it has reached Redis.
+    async fn start(
+        demo: &'static Demo,
+        instance: Instance,
+        clients: usize,
+        redis: Option<(&str, &str)>,
+    ) -> Result<Target> {
+        // Only the benchmark's own messages: no ticks (with Redis they fall
+        // on the clock's slots of the interval, so a day's: at midnight UTC
+        // only), and no limits in the way (every client comes from
+        // 127.0.0.1, so the cap per address goes up too).
+        let mut args: Vec<String> = [
             "--port",
             "0",
             "--interval",
-            "60m",
+            "1440m",
             "--rate",
             "1000000",
             "--burst",
@@ -137,17 +256,15 @@ impl Target {
             (clients + 10).to_string(),
         ])
         .collect();
-        let package = demo.package;
-        let mut server = servers::start(demo, &args, "warn", Profile::Release)?;
-        let url = timeout(LIMIT, &mut server.url)
-            .await
-            .map_err(|_| anyhow!("{package} did not start"))?
-            .map_err(|_| anyhow!("{package} stopped: {}", server.last_error()))?;
-        let addr = url
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .with_context(|| format!("not an address: {url}"))?;
+        if let Some((url, stream)) = redis {
+            args.extend(["--redis", url, "--redis-stream", stream].map(String::from));
+        }
+        let mut server = servers::start(demo, instance, &args, "warn", Profile::Release)?;
+        let url = server.listening(LIMIT).await?;
+        if redis.is_some() {
+            servers::healthy(&url, LIMIT).await?;
+        }
+        let addr = servers::addr(&url)?;
         let pid = server.child.id().context("the server exited")?;
         Ok(Target { server, addr, pid })
     }
@@ -190,11 +307,12 @@ impl Tally {
 /// What one client measured: a latency per message, and when it got the last.
 type Measured = Result<(Vec<Duration>, Instant)>;
 
-/// Starts every client, at most 256 connecting at a time, and waits until
-/// each is greeted; the first that cannot connect ends the wait at once.
+/// Starts every client, at most 256 connecting at a time, each on the next
+/// of `addrs` in turn, and waits until each is greeted; the first that cannot
+/// connect ends the wait at once.
 async fn connect_clients(
     kind: Kind,
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     flags: &flags::Bench,
     tally: &Tally,
 ) -> Result<Vec<JoinHandle<Measured>>> {
@@ -202,7 +320,8 @@ async fn connect_clients(
     let (ready, mut readies) = mpsc::channel(flags.clients.max(1));
     let messages = flags.messages as u64;
     let clients = (0..flags.clients)
-        .map(|_| {
+        .map(|client| {
+            let addr = addrs[client % addrs.len()];
             let (connecting, ready, tally) = (connecting.clone(), ready.clone(), tally.clone());
             tokio::spawn(async move {
                 let permit = connecting.acquire_owned().await;
@@ -264,34 +383,53 @@ async fn collect(
 
 /// What one run measured, for its report.
 struct Numbers {
+    /// How many servers the clients were spread over.
+    servers: usize,
     connected_in: Duration,
+    /// Of every server together.
     memory_before: u64,
     memory_with_clients: u64,
-    /// From connecting the first client to the last receipt.
+    /// Of every server together, from connecting the first client to the
+    /// last receipt.
     server_cpu: f64,
     /// From the first send to the last receipt.
     sending_took: Duration,
+    /// Every delivery's, sorted.
     latencies: Vec<Duration>,
 }
 
-fn report(demo: &Demo, flags: &flags::Bench, numbers: Numbers) {
+impl Numbers {
+    /// The latency that a share `p` (0 to 1) of deliveries took at most.
+    fn latency(&self, p: f64) -> Duration {
+        let count = self.latencies.len();
+        let index = ((count as f64 * p).ceil() as usize).clamp(1, count.max(1)) - 1;
+        self.latencies.get(index).copied().unwrap_or_default()
+    }
+}
+
+fn report(title: &str, flags: &flags::Bench, numbers: &Numbers) {
     let Numbers {
+        servers,
         connected_in,
         memory_before: before,
         memory_with_clients: after,
         server_cpu,
         sending_took,
-        mut latencies,
-    } = numbers;
+        ref latencies,
+    } = *numbers;
     let delivered = latencies.len();
     let elapsed = sending_took.as_secs_f64();
-    latencies.sort_unstable();
-    let percentile = |p: f64| {
-        let index = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
-        format!("{:.2} ms", latencies[index].as_secs_f64() * 1000.0)
-    };
+    let percentile = |p: f64| format!("{:.2} ms", numbers.latency(p).as_secs_f64() * 1000.0);
     let per_client = after.saturating_sub(before) as f64 / flags.clients as f64;
-    say!("{}:", demo.package);
+    // Several servers are reported as one: their sums.
+    let (memory, cpu) = match servers {
+        1 => ("server memory".to_owned(), "server CPU time".to_owned()),
+        count => (
+            format!("memory of the {count} servers together"),
+            format!("CPU time of the {count} servers together"),
+        ),
+    };
+    say!("{title}");
     say!(
         "  {} clients connected in {:.2} s ({:.0} a second)",
         flags.clients,
@@ -299,7 +437,7 @@ fn report(demo: &Demo, flags: &flags::Bench, numbers: Numbers) {
         flags.clients as f64 / connected_in.as_secs_f64()
     );
     say!(
-        "  server memory: {:.1} MiB before, {:.1} MiB with every client: {:.1} KiB per connection",
+        "  {memory}: {:.1} MiB before, {:.1} MiB with every client: {:.1} KiB per connection",
         before as f64 / 1048576.0,
         after as f64 / 1048576.0,
         per_client / 1024.0
@@ -311,7 +449,7 @@ fn report(demo: &Demo, flags: &flags::Bench, numbers: Numbers) {
         delivered as f64 / elapsed
     );
     say!(
-        "  server CPU time from connecting to the last receipt: {server_cpu:.2} s \
+        "  {cpu} from connecting to the last receipt: {server_cpu:.2} s \
          ({:.1} µs a delivery, connecting included)",
         server_cpu * 1e6 / delivered.max(1) as f64
     );

@@ -1,19 +1,22 @@
 //! `cargo xtask e2e`: both demos in headless Chromium, checked the way a person
 //! would: pages load, messages flow between tabs, Close and Reconnect work,
 //! pages come back after a server restart without losing what the server
-//! kept, and other origins are refused.
+//! kept, and other origins are refused. Then two instances of each demo share
+//! a Redis of this run's own: a page on one shows what a page on the other
+//! sent, with the same id, and they tick once an interval between them.
 
 mod cdp;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use cdp::{Browser, Tab, wait_until};
 use serde_json::json;
 
 use crate::flags;
-use crate::servers::{self, Demo, Kind, Profile, Server};
+use crate::redis::Redis;
+use crate::servers::{self, DEMOS, Demo, Instance, Kind, Profile, Server};
 
 /// A short tick, so every check sees several.
 const INTERVAL: Duration = Duration::from_millis(300);
@@ -27,7 +30,9 @@ impl flags::E2e {
             servers::build(Profile::Debug)?;
         }
         let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-        let report = runtime.block_on(suite())?;
+        // Missing, it fails only the checks that need it.
+        let redis = Redis::start();
+        let report = runtime.block_on(suite(&redis))?;
         say!("e2e: {} passed, {} failed", report.passed, report.failed);
         if report.failed > 0 {
             bail!("{} browser check(s) failed", report.failed);
@@ -39,13 +44,23 @@ impl flags::E2e {
 /// One demo under test, and where its page is.
 struct Running {
     demo: &'static Demo,
+    instance: Instance,
+    /// The Redis it shares with other instances, if any.
+    redis: Option<String>,
     server: Server,
     url: String,
 }
 
 impl Running {
-    async fn start(demo: &'static Demo, port: u16) -> Result<Running> {
-        let args = [
+    /// Starts `demo` on `port`, alone or sharing `redis`; with Redis, waits
+    /// until it has reached it.
+    async fn start(
+        demo: &'static Demo,
+        instance: Instance,
+        port: u16,
+        redis: Option<String>,
+    ) -> Result<Running> {
+        let mut args = vec![
             "--port".to_owned(),
             port.to_string(),
             "--interval".to_owned(),
@@ -53,18 +68,26 @@ impl Running {
             "--heartbeat".to_owned(),
             format!("{}ms", HEARTBEAT.as_millis()),
         ];
-        let package = demo.package;
-        let mut server = servers::start(demo, &args, "warn", Profile::Debug)?;
-        let url = tokio::time::timeout(PATIENCE, &mut server.url)
-            .await
-            .map_err(|_| anyhow::anyhow!("{package} did not start within {PATIENCE:?}"))?
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "{package} stopped before listening: {}",
-                    server.last_error()
-                )
-            })?;
-        Ok(Running { demo, server, url })
+        if let Some(redis) = &redis {
+            args.extend(["--redis".to_owned(), redis.clone()]);
+        }
+        let mut server = servers::start(demo, instance, &args, "warn", Profile::Debug)?;
+        let url = server.listening(PATIENCE).await?;
+        if redis.is_some() {
+            servers::healthy(&url, PATIENCE).await?;
+        }
+        Ok(Running {
+            demo,
+            instance,
+            redis,
+            server,
+            url,
+        })
+    }
+
+    /// The one instance of `demo`, on a free port.
+    async fn alone(demo: &'static Demo) -> Result<Running> {
+        Running::start(demo, Instance::Only, 0, None).await
     }
 
     fn port(&self) -> u16 {
@@ -79,8 +102,8 @@ impl Running {
     /// Stops the server and starts it again on the same port.
     async fn restart(&mut self) -> Result<()> {
         self.server.stop().await;
-        let port = self.port();
-        *self = Running::start(self.demo, port).await?;
+        let (port, redis) = (self.port(), self.redis.take());
+        *self = Running::start(self.demo, self.instance, port, redis).await?;
         Ok(())
     }
 
@@ -113,10 +136,10 @@ impl Report {
     }
 }
 
-async fn suite() -> Result<Report> {
+async fn suite(redis: &Result<Redis>) -> Result<Report> {
     let mut demos = [
-        Running::start(Kind::WebSocket.demo(), 0).await?,
-        Running::start(Kind::Sse.demo(), 0).await?,
+        Running::alone(Kind::WebSocket.demo()).await?,
+        Running::alone(Kind::Sse.demo()).await?,
     ];
     let browser = Browser::launch().await?;
     let mut report = Report::default();
@@ -180,7 +203,70 @@ async fn suite() -> Result<Report> {
     for running in &mut demos {
         running.server.stop().await;
     }
+    for demo in &DEMOS {
+        on_two_instances(&browser, demo, redis, &mut report).await;
+    }
     Ok(report)
+}
+
+/// The checks of two instances of `demo` sharing `redis`; without them (no
+/// Redis, or an instance that does not start), each fails saying why.
+async fn on_two_instances(
+    browser: &Browser,
+    demo: &'static Demo,
+    redis: &Result<Redis>,
+    report: &mut Report,
+) {
+    let names = [
+        format!(
+            "{}: a page on another instance sharing Redis shows Something changed, with the same id",
+            demo.name
+        ),
+        format!(
+            "{}: instances sharing Redis tick once an interval between them",
+            demo.name
+        ),
+    ];
+    let results = match redis {
+        Ok(redis) => check_two_instances(browser, demo, redis).await,
+        Err(why) => Err(anyhow!("{why:#}")),
+    };
+    match results {
+        Ok(results) => {
+            for (name, result) in names.iter().zip(results) {
+                report.check(name, result);
+            }
+        }
+        Err(why) => {
+            for name in &names {
+                report.check(name, Err(anyhow!("{why:#}")));
+            }
+        }
+    }
+}
+
+/// Starts two instances of `demo` sharing `redis`, opens a page on each, and
+/// runs the checks that need them.
+async fn check_two_instances(
+    browser: &Browser,
+    demo: &'static Demo,
+    redis: &Redis,
+) -> Result<[Result<()>; 2]> {
+    let mut instances = Vec::new();
+    for n in [1, 2] {
+        // Those started are killed when dropped, if the next cannot start.
+        instances.push(Running::start(demo, Instance::Nth(n), 0, Some(redis.url())).await?);
+    }
+    let first = instances[0].open_tab(browser).await?;
+    let second = instances[1].open_tab(browser).await?;
+    let results = [
+        shown_on_the_other_instance(&first, &second).await,
+        ticks_once_an_interval(&second).await,
+    ];
+    for running in &mut instances {
+        running.server.stop().await;
+    }
+    Ok(results)
 }
 
 // What the page's `window.demo` says, read through `Tab::call_demo`.
@@ -190,6 +276,8 @@ async fn suite() -> Result<Report> {
 struct Entry {
     kind: String,
     text: String,
+    /// The broadcast's id, for a broadcast.
+    id: Option<String>,
 }
 
 async fn entries(tab: &Tab) -> Result<Vec<Entry>> {
@@ -202,6 +290,7 @@ async fn entries(tab: &Tab) -> Result<Vec<Entry>> {
             Entry {
                 kind: text("kind"),
                 text: text("text"),
+                id: entry["id"].as_str().map(str::to_owned),
             }
         })
         .collect())
@@ -291,6 +380,52 @@ async fn send_reaches_both_tabs(first: &Tab, second: &Tab) -> Result<()> {
     ] {
         let grown = async || Ok(count(tab, changed).await? > before);
         wait_until(&format!("Something changed in {which}"), PATIENCE, grown).await?;
+    }
+    Ok(())
+}
+
+/// The ids of the Something changed broadcasts a page received.
+async fn changed_ids(tab: &Tab) -> Result<Vec<String>> {
+    let entries = entries(tab).await?.into_iter();
+    let changed = entries.filter(|entry| entry.text.contains("Something changed"));
+    Ok(changed.filter_map(|entry| entry.id).collect())
+}
+
+/// Pages on two instances sharing Redis: what one sends, the other shows as
+/// the same broadcast, with the same id.
+async fn shown_on_the_other_instance(sender: &Tab, other: &Tab) -> Result<()> {
+    for tab in [sender, other] {
+        wait_until("both pages to open", PATIENCE, async || is_open(tab).await).await?;
+    }
+    // Let the greetings each page sent on opening settle before counting.
+    tokio::time::sleep(INTERVAL * 2).await;
+    let before = changed_ids(sender).await?;
+    sender.call_demo("send", &[json!("Hey there")]).await?;
+    let new = async || {
+        let ids = changed_ids(sender).await?.into_iter();
+        Ok::<_, anyhow::Error>(ids.filter(|id| !before.contains(id)).collect::<Vec<_>>())
+    };
+    let back = async || Ok(!new().await?.is_empty());
+    wait_until("Something changed on the sending page", PATIENCE, back).await?;
+    let id = new().await?.remove(0);
+    let shown = async || Ok(changed_ids(other).await?.contains(&id));
+    let what = format!("Something changed with id {id} on the other page");
+    if let Err(why) = wait_until(&what, PATIENCE, shown).await {
+        bail!("{why:#}; it has {:?}", changed_ids(other).await?);
+    }
+    Ok(())
+}
+
+/// Each instance ticks at the slot starts, and only the one that claims the
+/// slot in Redis broadcasts: one Hello hello! an interval, not one each.
+async fn ticks_once_an_interval(tab: &Tab) -> Result<()> {
+    let window = INTERVAL * 10;
+    let before = count(tab, "Hello hello!").await?;
+    tokio::time::sleep(window).await;
+    let ticks = count(tab, "Hello hello!").await? - before;
+    // One more than the window holds, if it began just before a slot.
+    if !(5..=11).contains(&ticks) {
+        bail!("{ticks} ticks in {window:?}, with one every {INTERVAL:?}");
     }
     Ok(())
 }

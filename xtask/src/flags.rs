@@ -22,6 +22,12 @@ pub enum Task {
     ///
     /// Builds and runs both demo servers, prefixing their output with [ws] and
     /// [sse]. Ctrl-C stops both.
+    ///
+    /// With --instances N and --redis, runs N instances of each demo sharing
+    /// that Redis, prefixed [ws1], [sse1], [ws2]... Instance k (from 1) listens
+    /// on the port given plus 2(k-1): by default WebSocket on 8081, 8083,
+    /// 8085... and SSE on 8080, 8082, 8084..., which never collide. If any
+    /// instance stops by itself, all are stopped.
     ServeAll(ServeAll),
     /// Check both demo pages in headless Chromium.
     ///
@@ -31,6 +37,10 @@ pub enum Task {
     /// check fails.
     E2e(E2e),
     /// Measure both servers with many clients.
+    ///
+    /// With --redis, the clients are spread over --instances servers sharing
+    /// that Redis, and the same run with the in-process hub follows, to show
+    /// the latency the backplane adds.
     Bench(Bench),
 }
 
@@ -50,10 +60,22 @@ pub struct ServeAll {
     /// Time between two "Hello hello!" (default 3s)
     #[arg(long, value_name = "DURATION")]
     pub interval: Option<String>,
+    /// Instances of each demo (above 1 needs --redis); each next one listens
+    /// 2 ports above the one before
+    #[arg(long, value_name = "N", value_parser = at_least_one::<usize>, default_value_t = 1)]
+    pub instances: usize,
+    /// Share broadcasts between instances through the Redis at this URL
+    /// (e.g. redis://127.0.0.1:6379/; DEMO_REDIS_URL is not used)
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
     /// Run the binaries already built
     #[arg(long)]
     pub no_build: bool,
 }
+
+/// How far apart the ports of one demo's instances are: the default ports of
+/// the two demos are next to each other, so their instances interleave.
+const PORT_STEP: usize = 2;
 
 #[derive(Debug, Args)]
 pub struct E2e {
@@ -76,6 +98,14 @@ pub struct Bench {
     /// Run one server's benchmark
     #[arg(long, value_name = "SERVER")]
     pub only: Option<Kind>,
+    /// Broadcast through the Redis at this URL, then compare with the
+    /// in-process hub
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
+    /// Server instances the clients are spread over (above 1 needs --redis);
+    /// messages are sent through the first
+    #[arg(long, value_name = "K", value_parser = at_least_one::<usize>, default_value_t = 1)]
+    pub instances: usize,
     /// Use the release binaries already built
     #[arg(long)]
     pub no_build: bool,
@@ -92,7 +122,10 @@ impl Xtask {
         args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
     ) -> Result<Option<Xtask>> {
         let error = match Xtask::try_parse_from(args) {
-            Ok(xtask) => return Ok(Some(xtask)),
+            Ok(xtask) => {
+                xtask.task.check()?;
+                return Ok(Some(xtask));
+            }
             Err(error) => error,
         };
         match (error.kind(), std::error::Error::source(&error)) {
@@ -111,6 +144,69 @@ impl Xtask {
             _ => bail!("{} (see --help)", first_line(&error)),
         }
     }
+}
+
+impl Task {
+    /// What clap cannot say alone: options that do not go together.
+    fn check(&self) -> Result<()> {
+        match self {
+            Task::ServeAll(serve) => serve.check(),
+            Task::E2e(_) => Ok(()),
+            Task::Bench(bench) => instances_need_redis(bench.instances, bench.redis.as_deref()),
+        }
+    }
+}
+
+impl ServeAll {
+    /// The port of `demo`'s instance `k` (from 0): the one given plus 2k, or
+    /// 0 (a free one) for every instance.
+    pub fn port(&self, kind: Kind, k: usize) -> u16 {
+        match self.base_port(kind) {
+            0 => 0,
+            base => (usize::from(base) + PORT_STEP * k) as u16,
+        }
+    }
+
+    fn base_port(&self, kind: Kind) -> u16 {
+        match kind {
+            Kind::WebSocket => self.ws_port,
+            Kind::Sse => self.sse_port,
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        instances_need_redis(self.instances, self.redis.as_deref())?;
+        let last = self.instances - 1;
+        for (kind, flag) in [(Kind::WebSocket, "--ws-port"), (Kind::Sse, "--sse-port")] {
+            let base = self.base_port(kind);
+            if base != 0 && usize::from(base) + PORT_STEP * last > usize::from(u16::MAX) {
+                bail!(
+                    "{} instances from {flag} {base} go past port 65535",
+                    self.instances
+                );
+            }
+        }
+        let ports = |kind| (0..self.instances).map(move |k| self.port(kind, k));
+        let ws: Vec<u16> = ports(Kind::WebSocket).collect();
+        if let Some(port) = ports(Kind::Sse).find(|port| *port != 0 && ws.contains(port)) {
+            bail!(
+                "both demos would listen on port {port}: give --ws-port and --sse-port \
+                 one odd and one even port, or ports further apart"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Instances share broadcasts only through Redis: without it, pages on
+/// different instances would not see each other's messages.
+fn instances_need_redis(instances: usize, redis: Option<&str>) -> Result<()> {
+    if instances > 1 && redis.is_none() {
+        bail!(
+            "--instances {instances} needs --redis URL: instances share broadcasts only through Redis"
+        );
+    }
+    Ok(())
 }
 
 /// Clap's message without its "error: " label, usage and tips, which take
@@ -171,6 +267,7 @@ mod tests {
             (serve.bind.as_str(), serve.ws_port, serve.sse_port),
             ("127.0.0.1", 8081, 8080)
         );
+        assert_eq!(serve.instances, 1);
         let Some(Xtask {
             task: Task::Bench(bench),
         }) = parse("bench").unwrap()
@@ -182,6 +279,46 @@ mod tests {
             (10_000, 100, 20.0)
         );
         assert_eq!(bench.only, None);
+        assert_eq!((bench.instances, bench.redis), (1, None));
+    }
+
+    fn serve_all(args: &str) -> ServeAll {
+        match parse(&format!("serve-all {args}")) {
+            Ok(Some(Xtask {
+                task: Task::ServeAll(serve),
+            })) => serve,
+            other => panic!("{args}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn instances_of_the_two_demos_interleave_and_never_collide() {
+        let serve = serve_all("--instances 3 --redis redis://127.0.0.1:1/");
+        let ports = |kind| (0..3).map(|k| serve.port(kind, k)).collect::<Vec<_>>();
+        assert_eq!(ports(Kind::WebSocket), [8081, 8083, 8085]);
+        assert_eq!(ports(Kind::Sse), [8080, 8082, 8084]);
+        let free = serve_all("--instances 2 --redis redis://x/ --ws-port 0 --sse-port 0");
+        assert_eq!(free.port(Kind::WebSocket, 1), 0);
+    }
+
+    #[test]
+    fn several_instances_need_redis_and_ports_that_fit() {
+        let without_redis =
+            "--instances 2 needs --redis URL: instances share broadcasts only through Redis";
+        assert_eq!(one_line_error("serve-all --instances 2"), without_redis);
+        assert_eq!(one_line_error("bench --instances 2"), without_redis);
+        assert_eq!(
+            one_line_error(
+                "serve-all --instances 2 --redis redis://x/ --ws-port 9000 --sse-port 9002"
+            ),
+            "both demos would listen on port 9002: give --ws-port and --sse-port \
+             one odd and one even port, or ports further apart"
+        );
+        assert_eq!(
+            one_line_error("serve-all --instances 3 --redis redis://x/ --sse-port 65532"),
+            "3 instances from --sse-port 65532 go past port 65535"
+        );
+        serve_all("--instances 2 --redis redis://x/ --ws-port 9000 --sse-port 9004");
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The two demo servers: what they are, and building, finding and starting them.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use anyhow::{Context, Result, anyhow, bail};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 use tokio::process::Child;
 use tokio::sync::oneshot;
 
@@ -108,9 +111,36 @@ pub fn binary(demo: &Demo, profile: Profile) -> PathBuf {
         .join(format!("{}{}", demo.package, std::env::consts::EXE_SUFFIX))
 }
 
+/// Which instance of a demo a server is: the only one, or one of several
+/// sharing a Redis, numbered from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instance {
+    Only,
+    Nth(usize),
+}
+
+impl Instance {
+    /// What its output lines start with, in brackets: `ws`, or `ws2`.
+    pub fn prefix(self, demo: &Demo) -> String {
+        match self {
+            Instance::Only => demo.prefix.to_owned(),
+            Instance::Nth(n) => format!("{}{n}", demo.prefix),
+        }
+    }
+
+    /// How messages name it: `websocket-demo`, or `websocket-demo 2`.
+    pub fn name(self, demo: &Demo) -> String {
+        match self {
+            Instance::Only => demo.package.to_owned(),
+            Instance::Nth(n) => format!("{} {n}", demo.package),
+        }
+    }
+}
+
 /// A server started by [`start`].
 pub struct Server {
     pub demo: &'static Demo,
+    pub instance: Instance,
     pub child: Child,
     /// Resolves to the page URL once the server says where it listens.
     pub url: oneshot::Receiver<String>,
@@ -120,10 +150,11 @@ pub struct Server {
 
 /// Starts `demo` with `args`, in its own process group (so a terminal's
 /// Ctrl-C reaches only us, and we decide how to stop it), copying its output
-/// with every line prefixed by `[ws] ` or `[sse] `. `log_level` applies unless
-/// `RUST_LOG` says otherwise.
+/// with every line prefixed by `[ws] ` or `[sse] ` (`[ws2] `... for one of
+/// several instances). `log_level` applies unless `RUST_LOG` says otherwise.
 pub fn start(
     demo: &'static Demo,
+    instance: Instance,
     args: &[String],
     log_level: &str,
     profile: Profile,
@@ -136,7 +167,10 @@ pub fn start(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        // Only a task's --redis decides: the lone servers of e2e or bench
+        // must not share a Redis named in the environment.
+        .env_remove("DEMO_REDIS_URL");
     if std::env::var_os("RUST_LOG").is_none() {
         command.env("RUST_LOG", log_level);
     }
@@ -145,11 +179,12 @@ pub fn start(
         .with_context(|| format!("cannot start {} (build it first?)", path.display()))?;
     let (url_sender, url) = oneshot::channel();
     let last_error = Arc::new(Mutex::new(String::new()));
+    let prefix = instance.prefix(demo);
     if let Some(stdout) = child.stdout.take() {
         tokio::spawn(copy_lines(
             stdout,
             tokio::io::stdout(),
-            demo.prefix,
+            prefix.clone(),
             Some(url_sender),
             None,
         ));
@@ -158,13 +193,14 @@ pub fn start(
         tokio::spawn(copy_lines(
             stderr,
             tokio::io::stderr(),
-            demo.prefix,
+            prefix,
             None,
             Some(last_error.clone()),
         ));
     }
     Ok(Server {
         demo,
+        instance,
         child,
         url,
         last_error,
@@ -175,7 +211,7 @@ pub fn start(
 async fn copy_lines(
     from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
-    prefix: &str,
+    prefix: String,
     mut url: Option<oneshot::Sender<String>>,
     last: Option<Arc<Mutex<String>>>,
 ) {
@@ -199,6 +235,21 @@ async fn copy_lines(
 }
 
 impl Server {
+    /// How messages name it: `websocket-demo`, or `websocket-demo 2`.
+    pub fn name(&self) -> String {
+        self.instance.name(self.demo)
+    }
+
+    /// Its page URL, once it listens; an error if it stops first or takes
+    /// longer than `patience`.
+    pub async fn listening(&mut self, patience: Duration) -> Result<String> {
+        let name = self.name();
+        tokio::time::timeout(patience, &mut self.url)
+            .await
+            .map_err(|_| anyhow!("{name} did not start within {patience:?}"))?
+            .map_err(|_| anyhow!("{name} stopped before listening: {}", self.last_error()))
+    }
+
     /// Sends the server `signal` (`INT`, `STOP`, `CONT`...).
     pub fn signal(&self, signal: &str) -> Result<()> {
         let pid = self.child.id().context("the server has exited")?;
@@ -223,7 +274,7 @@ impl Server {
         if wait.await.is_err() {
             eprintln!(
                 "[xtask] {} did not stop within 10 s; killing it",
-                self.demo.package
+                self.name()
             );
             let _ = self.child.kill().await;
         }
@@ -236,4 +287,45 @@ impl Server {
             .map(|line| line.clone())
             .unwrap_or_default()
     }
+}
+
+/// The address in a page URL such as `http://127.0.0.1:8081/`.
+pub fn addr(url: &str) -> Result<SocketAddr> {
+    url.trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .with_context(|| format!("not an address: {url}"))
+}
+
+/// Waits until the server at `url` answers `/healthz` with 200. With
+/// `--redis`, that is once it has reached Redis: it cannot publish before.
+pub async fn healthy(url: &str, patience: Duration) -> Result<()> {
+    let addr = addr(url)?;
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        // A frozen server must not hang the wait.
+        let answer = tokio::time::timeout(Duration::from_secs(2), health(addr))
+            .await
+            .unwrap_or_else(|_| Err(anyhow!("no answer within 2 s")));
+        if matches!(&answer, Ok(answer) if answer.starts_with("HTTP/1.1 200")) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            let last = answer.unwrap_or_else(|error| format!("{error:#}"));
+            let body = last.split("\r\n\r\n").last().unwrap_or_default();
+            bail!("{url} was not healthy within {patience:?}: {body}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The whole answer to `GET /healthz`.
+async fn health(addr: SocketAddr) -> Result<String> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    Ok(answer)
 }

@@ -1,5 +1,10 @@
 //! `cargo xtask serve-all`, run as a user would: both servers answer, Ctrl-C
-//! stops both, and a server that cannot start stops everything with a reason.
+//! stops both, and a server that cannot start stops everything with a reason;
+//! the same with two instances of each sharing a Redis of the test's own.
+
+// The task's own Redis starter: one way to start it, for the task and the test.
+#[path = "../src/redis.rs"]
+mod redis;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -13,7 +18,7 @@ const PATIENCE: Duration = Duration::from_secs(120);
 ///
 /// It builds the servers first, as a user's run does: a nested `cargo build`
 /// is a quick no-op here, since `cargo test --workspace` has built them.
-fn serve_all(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+fn serve_all(args: &[&str]) -> (Child, Lines) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("serve-all")
         .args(args)
@@ -31,24 +36,44 @@ fn serve_all(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
             }
         }
     });
-    (child, received)
+    let lines = Lines {
+        received,
+        seen: Vec::new(),
+    };
+    (child, lines)
 }
 
-/// Waits for the line starting with `label` and returns the URL it ends with.
-fn url_after(lines: &mpsc::Receiver<String>, label: &str) -> SocketAddr {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no line {label:?}"));
-        if let Some(rest) = line.strip_prefix(label) {
-            let url = rest
-                .trim()
-                .trim_start_matches("http://")
-                .trim_end_matches('/');
-            return url.parse().expect("an address");
+/// serve-all's stdout, line by line, and the lines read so far.
+struct Lines {
+    received: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    /// Waits for the line starting with `label` and returns the URL it ends with.
+    fn url_after(&mut self, label: &str) -> SocketAddr {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .received
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no line {label:?} after {:#?}", self.seen));
+            self.seen.push(line.clone());
+            if let Some(rest) = line.strip_prefix(label) {
+                let url = rest
+                    .trim()
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/');
+                return url.parse().expect("an address");
+            }
         }
+    }
+
+    /// Every line, once serve-all has exited.
+    fn all(mut self) -> Vec<String> {
+        self.seen.extend(self.received.iter());
+        self.seen
     }
 }
 
@@ -67,6 +92,40 @@ fn get_status(addr: SocketAddr, path: &str) -> String {
     response.lines().next().unwrap_or_default().to_owned()
 }
 
+/// Waits until `addr` answers `/healthz` with 200: for a server given
+/// `--redis`, once it has reached Redis.
+fn healthy(addr: SocketAddr) {
+    let deadline = Instant::now() + PATIENCE;
+    while get_status(addr, "/healthz") != "HTTP/1.1 200 OK" {
+        assert!(Instant::now() < deadline, "{addr} never healthy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends serve-all Ctrl-C and waits for it to exit, successfully.
+fn ctrl_c(child: &mut Child) {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(sent.success());
+    let status = wait_with_timeout(child, Duration::from_secs(5));
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let status = status.expect("serve-all exits within 5 s of Ctrl-C");
+    assert!(status.success(), "{status}");
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    stderr
+}
+
 fn wait_with_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
@@ -80,22 +139,14 @@ fn wait_with_timeout(child: &mut Child, limit: Duration) -> Option<std::process:
 
 #[test]
 fn both_servers_answer_and_ctrl_c_stops_both() {
-    let (mut child, lines) =
+    let (mut child, mut lines) =
         serve_all(&["--ws-port", "0", "--sse-port", "0", "--interval", "200ms"]);
-    let ws = url_after(&lines, "[xtask] WebSocket demo:");
-    let sse = url_after(&lines, "[xtask] Server-Sent Events demo:");
+    let ws = lines.url_after("[xtask] WebSocket demo:");
+    let sse = lines.url_after("[xtask] Server-Sent Events demo:");
     assert_eq!(get_status(ws, "/"), "HTTP/1.1 200 OK");
     assert_eq!(get_status(sse, "/"), "HTTP/1.1 200 OK");
 
-    let pid = child.id().to_string();
-    let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
-    assert!(sent.success());
-    let status = wait_with_timeout(&mut child, Duration::from_secs(5));
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    let status = status.expect("serve-all exits within 5 s of Ctrl-C");
-    assert!(status.success(), "{status}");
+    ctrl_c(&mut child);
     for addr in [ws, sse] {
         assert!(
             TcpStream::connect(addr).is_err(),
@@ -115,13 +166,7 @@ fn a_server_that_cannot_start_stops_both_and_says_why() {
     }
     let status = status.expect("serve-all gives up");
     assert_eq!(status.code(), Some(1));
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = stderr_of(&mut child);
     let last = stderr.lines().last().unwrap_or_default();
     assert!(
         last.starts_with("[xtask] error: websocket-demo stopped by itself"),
@@ -142,4 +187,105 @@ fn a_bad_option_is_one_clear_line() {
         stderr.trim(),
         "[xtask] error: 'http' is not a port number (see --help)"
     );
+}
+
+#[test]
+fn several_instances_without_redis_are_refused_in_one_line() {
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["serve-all", "--instances", "2", "--no-build"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "[xtask] error: --instances 2 needs --redis URL: \
+         instances share broadcasts only through Redis"
+    );
+    assert!(output.stdout.is_empty(), "it started something");
+}
+
+#[test]
+fn two_instances_each_share_redis_answer_and_ctrl_c_stops_all() {
+    let redis = redis::Redis::start().unwrap_or_else(|why| panic!("{why:#}"));
+    let (mut child, mut lines) = serve_all(&[
+        "--instances",
+        "2",
+        "--redis",
+        &redis.url(),
+        "--ws-port",
+        "0",
+        "--sse-port",
+        "0",
+        "--interval",
+        "200ms",
+    ]);
+    let labels = [
+        "[xtask] WebSocket demo 1:",
+        "[xtask] WebSocket demo 2:",
+        "[xtask] Server-Sent Events demo 1:",
+        "[xtask] Server-Sent Events demo 2:",
+    ];
+    let addrs = labels.map(|label| lines.url_after(label));
+    for addr in addrs {
+        assert_eq!(get_status(addr, "/"), "HTTP/1.1 200 OK");
+        healthy(addr);
+    }
+
+    ctrl_c(&mut child);
+    for addr in addrs {
+        assert!(
+            TcpStream::connect(addr).is_err(),
+            "{addr} still accepts connections"
+        );
+    }
+    let lines = lines.all();
+    for prefix in ["[ws1] ", "[ws2] ", "[sse1] ", "[sse2] "] {
+        assert!(
+            lines.iter().any(|line| line.starts_with(prefix)),
+            "no {prefix}line in {lines:#?}"
+        );
+    }
+    assert!(
+        lines.contains(&"[xtask] All 4 servers stopped".to_owned()),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn an_instance_that_cannot_start_stops_all_and_says_which_and_why() {
+    // The second WebSocket instance's port, 2 above the first's, is taken.
+    let (taken, base) = loop {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        if port > 1024 && TcpListener::bind(("127.0.0.1", port - 2)).is_ok() {
+            break (taken, port - 2);
+        }
+    };
+    let base = base.to_string();
+    // Nothing listens on port 1: the instances start all the same.
+    let (mut child, _lines) = serve_all(&[
+        "--instances",
+        "2",
+        "--redis",
+        "redis://127.0.0.1:1/",
+        "--ws-port",
+        &base,
+        "--sse-port",
+        "0",
+    ]);
+    let status = wait_with_timeout(&mut child, PATIENCE);
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    drop(taken);
+    assert_eq!(status.expect("serve-all gives up").code(), Some(1));
+    let stderr = stderr_of(&mut child);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("[xtask] error: websocket-demo 2 stopped by itself"),
+        "{stderr}"
+    );
+    assert!(last.contains("Address already in use"), "{stderr}");
+    assert!(last.ends_with("stopped the other 3 too"), "{stderr}");
 }
