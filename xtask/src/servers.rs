@@ -217,15 +217,15 @@ async fn copy_lines(
 ) {
     let mut lines = BufReader::new(from).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if let Some(found) = line.split("listening on ").nth(1) {
-            if let Some(sender) = url.take() {
-                let _ = sender.send(found.trim().to_owned());
-            }
+        if let Some(found) = line.split("listening on ").nth(1)
+            && let Some(sender) = url.take()
+        {
+            let _ = sender.send(found.trim().to_owned());
         }
-        if let Some(last) = &last {
-            if let Ok(mut last) = last.lock() {
-                last.clone_from(&line);
-            }
+        if let Some(last) = &last
+            && let Ok(mut last) = last.lock()
+        {
+            last.clone_from(&line);
         }
         let _ = to
             .write_all(format!("[{prefix}] {line}\n").as_bytes())

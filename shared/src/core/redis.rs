@@ -222,11 +222,11 @@ impl<F: Send + Sync + 'static> Shared<F> {
             log::warn!("Skipped stream entry {entry}: no message");
             return;
         };
-        if self.hub.deliver(id, &message) {
-            if let Some(at) = text("at").and_then(|at| at.parse::<u64>().ok()) {
-                let taken = now_millis().saturating_sub(at);
-                self.delivery.record(Duration::from_millis(taken));
-            }
+        if self.hub.deliver(id, &message)
+            && let Some(at) = text("at").and_then(|at| at.parse::<u64>().ok())
+        {
+            let taken = now_millis().saturating_sub(at);
+            self.delivery.record(Duration::from_millis(taken));
         }
     }
 

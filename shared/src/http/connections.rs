@@ -100,10 +100,10 @@ impl Connections {
                 reserve: None,
             });
         };
-        if state.reserve.len() >= RESERVE {
-            if let Some((_, oldest)) = state.reserve.pop_front() {
-                oldest.cancel();
-            }
+        if state.reserve.len() >= RESERVE
+            && let Some((_, oldest)) = state.reserve.pop_front()
+        {
+            oldest.cancel();
         }
         let key = state.next_reserve;
         state.next_reserve += 1;

@@ -160,10 +160,10 @@ impl Browser {
         let connection = browser.connection.clone();
         tokio::spawn(async move {
             while let Some(Ok(message)) = stream.next().await {
-                if let Ok(text) = message.to_text() {
-                    if let Ok(value) = serde_json::from_str(text) {
-                        connection.dispatch(value);
-                    }
+                if let Ok(text) = message.to_text()
+                    && let Ok(value) = serde_json::from_str(text)
+                {
+                    connection.dispatch(value);
                 }
             }
         });
