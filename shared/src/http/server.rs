@@ -237,7 +237,8 @@ async fn serve_connection(
                 .map_err(BoxError::from)
         }
         Some(acceptor) => {
-            let tls = match tokio::time::timeout(head_timeout, acceptor.accept(stream)).await {
+            let handshake = Box::pin(tokio::time::timeout(head_timeout, acceptor.accept(stream)));
+            let tls = match handshake.await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(error)) => {
                     let why = format!("TLS handshake failed: {error}");
@@ -264,7 +265,8 @@ async fn serve_connection(
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(MAX_STREAMS)
                 .max_header_list_size(MAX_HEADER_SIZE as u32);
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            let connection =
+                Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(tls), service));
             drive(connection, &close, shutdown).await
         }
     };
@@ -299,6 +301,12 @@ pub const MAX_STREAMS: u32 = 128;
 /// A connection hyper serves, which can be asked to finish gracefully.
 trait Graceful {
     fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<C: Graceful + ?Sized> Graceful for std::pin::Pin<Box<C>> {
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        self.get_mut().as_mut().graceful_shutdown();
+    }
 }
 
 impl<I, S> Graceful for hyper::server::conn::http1::UpgradeableConnection<I, S>
