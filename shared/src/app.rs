@@ -135,6 +135,7 @@ impl<F: Send + Sync + 'static> Server<F> {
             ),
             request_timeout: context.config.request_timeout,
             tls,
+            streams: context.config.streams,
         };
         http::serve(listener, all_routes, transport);
         Ok(Server {

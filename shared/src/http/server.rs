@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::future::Either;
+use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -29,6 +31,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::connections::{Admission, Connections};
 use super::context::Conn;
+use super::direct;
 use super::refusal::answer_rejection;
 use super::tls::Streams;
 use crate::policy::{Reason, Rejections};
@@ -81,6 +84,9 @@ pub struct Transport {
     pub request_timeout: Duration,
     /// With TLS: `https://` and `wss://`, and HTTP/2 by ALPN.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Paths whose responses stream for the connection's life (`/sse`):
+    /// served without hyper's buffers over plain HTTP/1.1 (see `direct`).
+    pub streams: &'static [&'static str],
 }
 
 /// The largest request head (request line and headers) a client may send;
@@ -99,15 +105,21 @@ where
     F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
     R: Reply,
 {
-    let service = TowerToHyperService::new(warp::service(routes.recover(answer_rejection)));
+    let service = warp::service(routes.recover(answer_rejection));
     let tasks = transport.tasks.clone();
     tasks.spawn(accept_loop(listener, service, transport));
 }
 
-/// The warp routes as a hyper service, shared by every connection.
+/// The warp routes as a service, shared by every connection: for requests
+/// hyper reads, and for the ones `direct` reads.
 trait Routes:
-    Service<
+    tower_service::Service<
         http::Request<Incoming>,
+        Response = warp::reply::Response,
+        Error = Infallible,
+        Future: Send,
+    > + tower_service::Service<
+        http::Request<Empty<Bytes>>,
         Response = warp::reply::Response,
         Error = Infallible,
         Future: Send,
@@ -119,8 +131,13 @@ trait Routes:
 }
 
 impl<S> Routes for S where
-    S: Service<
+    S: tower_service::Service<
             http::Request<Incoming>,
+            Response = warp::reply::Response,
+            Error = Infallible,
+            Future: Send,
+        > + tower_service::Service<
+            http::Request<Empty<Bytes>>,
             Response = warp::reply::Response,
             Error = Infallible,
             Future: Send,
@@ -185,7 +202,7 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     admission: Admission,
-    service: impl Routes,
+    routes: impl Routes,
     transport: Transport,
 ) {
     let _ = stream.set_nodelay(true);
@@ -199,6 +216,22 @@ async fn serve_connection(
         close: close.clone(),
         _slot: Arc::new(slot),
     };
+    let head_timeout = if reserved {
+        RESERVE_TIMEOUT
+    } else {
+        transport.request_timeout
+    };
+    if transport.tls.is_none() && refusal.is_none() {
+        match direct::wants(&stream, transport.streams, head_timeout).await {
+            Some(true) => return direct::serve(stream, conn, routes).await,
+            Some(false) => {}
+            None => {
+                let why = "no request head within the time limit";
+                return transport.rejections.record(Reason::SlowRequest, peer, why);
+            }
+        }
+    }
+    let service = TowerToHyperService::new(routes);
     let requests = Arc::new(AtomicU64::new(0));
     let counted = requests.clone();
     let rejections = transport.rejections.clone();
@@ -214,11 +247,6 @@ async fn serve_connection(
             _ => Either::Right(service.call(request)),
         }
     });
-    let head_timeout = if reserved {
-        RESERVE_TIMEOUT
-    } else {
-        transport.request_timeout
-    };
     let shutdown = &transport.shutdown;
     let result = match &transport.tls {
         None => {
