@@ -83,6 +83,7 @@ impl<F: Send + Sync + 'static> Server<F> {
                 // Behind a backplane, a client may come from an instance that
                 // read a little further.
                 ahead: if config.redis.is_some() { 1024 } else { 0 },
+                backplane: config.redis.is_some(),
             },
             frame,
         );

@@ -75,6 +75,9 @@ pub struct HubConfig {
     /// still be waited for: with a backplane, a client may come from an
     /// instance that has read a little further. 0 without one.
     pub ahead: u64,
+    /// Whether broadcasts come from a backplane, whose history
+    /// ([`Hub::load`]) must be in before a resume can be judged.
+    pub backplane: bool,
 }
 
 impl Default for HubConfig {
@@ -84,6 +87,7 @@ impl Default for HubConfig {
             client_queue: 1024,
             max_clients: 100_000,
             ahead: 0,
+            backplane: false,
         }
     }
 }
@@ -94,6 +98,8 @@ pub enum SubscribeError {
     Full,
     /// The server is shutting down.
     Closed,
+    /// A backplane's history is not loaded yet: a resume cannot be judged.
+    Starting,
 }
 
 /// Counters the hub keeps as it works.
@@ -125,6 +131,8 @@ struct State<F> {
     subscribers: HashMap<u64, Subscriber>,
     next_key: u64,
     closed: bool,
+    /// Whether the history is in: at once without a backplane.
+    loaded: bool,
 }
 
 struct Subscriber {
@@ -152,6 +160,7 @@ impl<F> Hub<F> {
                 subscribers: HashMap::new(),
                 next_key: 0,
                 closed: false,
+                loaded: !config.backplane,
             }),
             stats: HubStats::default(),
         })
@@ -228,6 +237,31 @@ impl<F> Hub<F> {
         true
     }
 
+    /// Takes in a backplane's history, oldest first (ids of one run): kept
+    /// for clients that resume, not delivered to anyone. Whoever subscribed
+    /// before reads on from what comes after it.
+    pub fn load<'a>(&self, history: impl IntoIterator<Item = (EventId, &'a str)>) {
+        let mut state = self.state();
+        let size = self.ring_size();
+        for (id, message) in history {
+            if id.run != state.run {
+                state.run = id.run;
+                state.ring.clear();
+            }
+            if state.ring.len() == size {
+                state.ring.pop_front();
+            }
+            let frame = (self.frame)(id, message);
+            state.ring.push_back(Arc::new(Event { id, frame }));
+            state.last_seq = id.seq;
+        }
+        let next = state.last_seq + 1;
+        for subscriber in state.subscribers.values_mut() {
+            subscriber.cursor = next;
+        }
+        state.loaded = true;
+    }
+
     /// Frames `message` once, keeps it in the ring, evicts the subscribers
     /// it leaves too far behind, and wakes those waiting for it. The waking
     /// happens after the lock is released.
@@ -289,6 +323,9 @@ impl<F> Hub<F> {
         }
         if state.subscribers.len() >= self.config.max_clients {
             return Err(SubscribeError::Full);
+        }
+        if since.is_some() && !state.loaded {
+            return Err(SubscribeError::Starting);
         }
         let live = state.last_seq + 1;
         let (cursor, missed) = match since {
@@ -462,6 +499,7 @@ mod tests {
             client_queue,
             max_clients: 3,
             ahead: 4,
+            backplane: false,
         };
         Hub::new(config, |id, message| format!("{id} {message}"))
     }
@@ -632,6 +670,29 @@ mod tests {
             too_far.missed.as_ref().map(|m| m.reason),
             Some(MissedReason::Unknown)
         );
+    }
+
+    #[tokio::test]
+    async fn a_loaded_history_is_kept_for_resumes_but_delivered_to_no_one() {
+        let config = HubConfig {
+            backplane: true,
+            ..HubConfig::default()
+        };
+        let hub = Hub::new(config, |id, message| format!("{id} {message}"));
+        let refused = hub.subscribe(Some("b0b-1"), CancellationToken::new());
+        assert_eq!(
+            refused.err(),
+            Some(SubscribeError::Starting),
+            "not judged yet"
+        );
+        let mut early = hub.subscribe(None, CancellationToken::new()).unwrap();
+        hub.load([(backplane(1), "one"), (backplane(2), "two")]);
+        let mut resumed = hub
+            .subscribe(Some("b0b-1"), CancellationToken::new())
+            .unwrap();
+        hub.deliver(backplane(3), "three");
+        assert_eq!(backlog(&mut resumed), vec![2, 3]);
+        assert_eq!(backlog(&mut early), vec![3], "history is not news");
     }
 
     #[test]

@@ -94,6 +94,9 @@ pub struct Transport {
 /// one connection pin about 400 KiB.
 pub const MAX_HEADER_SIZE: usize = 16 * 1024;
 
+/// The most a connection's read buffer holds at once (a request head fits).
+const READ_BUFFER: usize = MAX_HEADER_SIZE + 1024;
+
 /// How long a connection answered from the reserve may take to send its one
 /// request: short, so that the reserve turns over.
 const RESERVE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -254,6 +257,9 @@ async fn serve_connection(
             builder
                 .timer(TokioTimer::new())
                 .max_header_size(MAX_HEADER_SIZE)
+                // hyper's read buffer grows to 400 KB by default as a body
+                // streams in; bodies are read in pieces this size instead.
+                .max_buf_size(READ_BUFFER)
                 .header_read_timeout(head_timeout)
                 // A connection served from the reserve answers one request and closes.
                 .keep_alive(!reserved);
