@@ -4,10 +4,13 @@
 //! kept, and other origins are refused. Then two instances of each demo share
 //! a Redis of this run's own: a page on one shows what a page on the other
 //! sent, with the same id, and they tick once an interval between them.
+//! `e2e/proxy.rs` puts nginx in front of such instances and stops the one a
+//! page is on; `e2e/tls.rs` serves the pages over https:// and HTTP/2.
 
 mod cdp;
+mod proxy;
+mod tls;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -16,6 +19,7 @@ use serde_json::json;
 
 use crate::flags;
 use crate::redis::Redis;
+use crate::servers::tls::Certificate;
 use crate::servers::{self, DEMOS, Demo, Instance, Kind, Profile, Server};
 
 /// A short tick, so every check sees several.
@@ -47,6 +51,8 @@ struct Running {
     instance: Instance,
     /// The Redis it shares with other instances, if any.
     redis: Option<String>,
+    /// Its other options (TLS, a proxy, origins), kept for a restart.
+    extra: Vec<String>,
     server: Server,
     url: String,
 }
@@ -60,6 +66,18 @@ impl Running {
         port: u16,
         redis: Option<String>,
     ) -> Result<Running> {
+        Running::with(demo, instance, port, redis, Vec::new()).await
+    }
+
+    /// [`Running::start`] with `extra` options; `--tls-cert` among them makes
+    /// its page URL https://.
+    async fn with(
+        demo: &'static Demo,
+        instance: Instance,
+        port: u16,
+        redis: Option<String>,
+        extra: Vec<String>,
+    ) -> Result<Running> {
         let mut args = vec![
             "--port".to_owned(),
             port.to_string(),
@@ -71,15 +89,19 @@ impl Running {
         if let Some(redis) = &redis {
             args.extend(["--redis".to_owned(), redis.clone()]);
         }
+        args.extend(extra.iter().cloned());
         let mut server = servers::start(demo, instance, &args, "warn", Profile::Debug)?;
         let url = server.listening(PATIENCE).await?;
-        if redis.is_some() {
+        let tls = extra.iter().any(|arg| arg == "--tls-cert");
+        let url = if tls { servers::https(&url) } else { url };
+        if redis.is_some() && !tls {
             servers::healthy(&url, PATIENCE).await?;
         }
         Ok(Running {
             demo,
             instance,
             redis,
+            extra,
             server,
             url,
         })
@@ -102,8 +124,13 @@ impl Running {
     /// Stops the server and starts it again on the same port.
     async fn restart(&mut self) -> Result<()> {
         self.server.stop().await;
-        let (port, redis) = (self.port(), self.redis.take());
-        *self = Running::start(self.demo, self.instance, port, redis).await?;
+        self.start_again().await
+    }
+
+    /// Starts the server, stopped, again on the same port with the same options.
+    async fn start_again(&mut self) -> Result<()> {
+        let (port, redis, extra) = (self.port(), self.redis.take(), self.extra.clone());
+        *self = Running::with(self.demo, self.instance, port, redis, extra).await?;
         Ok(())
     }
 
@@ -123,10 +150,19 @@ struct Report {
 
 impl Report {
     fn check(&mut self, name: &str, result: Result<()>) {
+        self.observe(name, result.map(|()| String::new()));
+    }
+
+    /// A check whose PASS line also says what it observed.
+    fn observe(&mut self, name: &str, result: Result<String>) {
         match result {
-            Ok(()) => {
+            Ok(observed) if observed.is_empty() => {
                 self.passed += 1;
                 say!("PASS {name}");
+            }
+            Ok(observed) => {
+                self.passed += 1;
+                say!("PASS {name}: {observed}");
             }
             Err(why) => {
                 self.failed += 1;
@@ -141,7 +177,15 @@ async fn suite(redis: &Result<Redis>) -> Result<Report> {
         Running::alone(Kind::WebSocket.demo()).await?,
         Running::alone(Kind::Sse.demo()).await?,
     ];
-    let browser = Browser::launch().await?;
+    // Missing, it fails only the checks over TLS; the browser trusts it.
+    let certificate = Certificate::generated();
+    let trust = certificate.as_ref().ok().map(Certificate::spki_sha256);
+    let browser = match trust {
+        Some(Ok(hash)) => {
+            Browser::launch(&[format!("--ignore-certificate-errors-spki-list={hash}")]).await?
+        }
+        _ => Browser::launch(&[]).await?,
+    };
     let mut report = Report::default();
     let mut first_tabs = Vec::new();
     for running in &demos {
@@ -206,6 +250,8 @@ async fn suite(redis: &Result<Redis>) -> Result<Report> {
     for demo in &DEMOS {
         on_two_instances(&browser, demo, redis, &mut report).await;
     }
+    proxy::checks(&browser, redis, &mut report).await;
+    tls::checks(&browser, &certificate, &mut report).await;
     Ok(report)
 }
 
@@ -433,16 +479,12 @@ async fn ticks_once_an_interval(tab: &Tab) -> Result<()> {
 async fn screenshot(tab: &Tab, package: &str) -> Result<()> {
     let ticked = async || Ok(count(tab, "Hello hello!").await? >= 3);
     wait_until("a few ticks", PATIENCE, ticked).await?;
-    let path = target_dir().join("e2e").join(format!("{package}.png"));
+    let path = servers::target_dir()
+        .join("e2e")
+        .join(format!("{package}.png"));
     tab.screenshot(&path).await?;
     say!("     saved {}", path.display());
     Ok(())
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| servers::root().join("target"))
 }
 
 async fn close_stops_and_reconnect_resumes(tab: &Tab) -> Result<()> {

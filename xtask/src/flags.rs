@@ -41,6 +41,10 @@ pub enum Task {
     /// Chromium (Debian's chromium package), prints PASS or FAIL for each
     /// check, and saves screenshots under target/e2e/. Exits non-zero if any
     /// check fails.
+    ///
+    /// Then runs instances sharing a Redis of its own (redis-server), behind
+    /// nginx with deploy/nginx.conf, and over TLS with the certificate in
+    /// target/tls/ (made if missing).
     E2e(E2e),
     /// Measure both servers with many clients.
     ///
