@@ -129,7 +129,7 @@ impl Running {
 
     /// Starts the server, stopped, again on the same port with the same options.
     async fn start_again(&mut self) -> Result<()> {
-        let (port, redis, extra) = (self.port(), self.redis.take(), self.extra.clone());
+        let (port, redis, extra) = (self.port(), self.redis.clone(), self.extra.clone());
         *self = Running::with(self.demo, self.instance, port, redis, extra).await?;
         Ok(())
     }

@@ -113,26 +113,28 @@ impl Front {
             let why = || Err(anyhow!("the page did not load through nginx"));
             return [loads, why(), why()];
         }
-        let moved = self.moves_when_its_instance_stops(demo, &tab).await;
-        let restarted = match &moved {
-            Ok((_, stopped)) => {
-                stays_open_as_it_starts_again(&mut self.instances[*stopped], &tab).await
-            }
-            Err(_) => Err(anyhow!("no instance was stopped")),
-        };
-        [loads, moved.map(|(observed, _)| observed), restarted]
-    }
-
-    /// Stops the instance the page is on; what was seen, and which it was.
-    async fn moves_when_its_instance_stops(
-        &mut self,
-        demo: &Demo,
-        tab: &Tab,
-    ) -> Result<(String, usize)> {
         let mine: Vec<usize> = (0..self.instances.len())
             .filter(|&index| self.instances[index].demo.kind == demo.kind)
             .collect();
-        let on = self.serving(&mine).await?;
+        let on = match self.serving(&mine).await {
+            Ok(on) => on,
+            Err(why) => {
+                let why = || Err(anyhow!("{why:#}"));
+                return [loads, why(), why()];
+            }
+        };
+        let moved = self.moves_when_its_instance_stops(&mine, on, &tab).await;
+        let restarted = stays_open_as_it_starts_again(&mut self.instances[on], &tab).await;
+        [loads, moved, restarted]
+    }
+
+    /// Stops instance `on`, which the page is on, one of `mine`.
+    async fn moves_when_its_instance_stops(
+        &mut self,
+        mine: &[usize],
+        on: usize,
+        tab: &Tab,
+    ) -> Result<String> {
         let other = mine
             .iter()
             .copied()
@@ -155,14 +157,13 @@ impl Front {
         }
         // Now on the other instance.
         self.serving(&[other]).await?;
-        let observed = format!(
+        Ok(format!(
             "it was on {}, then on {}, with ids {}..={} in a row",
             self.instances[on].server.name(),
             self.instances[other].server.name(),
             after.first().copied().unwrap_or(last),
             after.last().copied().unwrap_or(last),
-        );
-        Ok((observed, on))
+        ))
     }
 
     /// Which of these instances holds the page: the one that counts one
@@ -255,6 +256,8 @@ async fn shows_each_tick_as_it_comes(tab: &Tab) -> Result<String> {
 async fn stays_open_as_it_starts_again(stopped: &mut Running, tab: &Tab) -> Result<String> {
     let last = seqs(tab).await?.last().copied().context("no id seen")?;
     let reconnected = reconnects(tab).await?;
+    // Stopped already, unless the check before failed early.
+    stopped.server.stop().await;
     stopped.start_again().await?;
     let watched = Instant::now();
     while watched.elapsed() < INTERVAL * 10 {
