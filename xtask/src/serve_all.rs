@@ -185,7 +185,7 @@ async fn serve(flags: &flags::ServeAll) -> Result<()> {
     };
     let mut nginx = match proxy {
         Some(listen) => {
-            let started = nginx_before(&urls, &servers, listen);
+            let started = nginx_in_front(&urls, &servers, listen);
             match started {
                 Ok(nginx) => Some(nginx),
                 Err(error) => {
@@ -240,7 +240,7 @@ async fn serve(flags: &flags::ServeAll) -> Result<()> {
 }
 
 /// Starts nginx in front of the instances at `urls`.
-fn nginx_before(urls: &[String], servers: &[Server], listen: [SocketAddr; 2]) -> Result<Nginx> {
+fn nginx_in_front(urls: &[String], servers: &[Server], listen: [SocketAddr; 2]) -> Result<Nginx> {
     let mut upstreams = [Vec::new(), Vec::new()];
     for (url, server) in urls.iter().zip(servers) {
         let addr = servers::addr(url)?;
@@ -296,7 +296,7 @@ fn print_urls(
             };
             say!(
                 "[xtask] It is self-signed for localhost and 127.0.0.1: accept the browser's \
-                 warning once, {trust}."
+                 warning once, {trust}"
             );
             say!(
                 "[xtask] To serve a trusted one: --tls-cert FILE --tls-key FILE (e.g. made by mkcert)."
