@@ -314,7 +314,8 @@ pub fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// A server's page URL over TLS: it says `listening on http://...` either way.
+/// A server's page URL over TLS (the servers say `https://` themselves; this
+/// keeps a URL given as `http://` right).
 pub fn https(url: &str) -> String {
     match url.strip_prefix("http://") {
         Some(rest) => format!("https://{rest}"),
