@@ -258,7 +258,10 @@ where
             Ok(server) => {
                 // On stdout, whatever RUST_LOG says: people and `cargo xtask serve-all` look for it.
                 let scheme = if server.tls { "https" } else { "http" };
-                let line = format!("{} listening on {scheme}://{}/\n", defaults.name, server.addr);
+                let line = format!(
+                    "{} listening on {scheme}://{}/\n",
+                    defaults.name, server.addr
+                );
                 let _ = std::io::Write::write_all(&mut std::io::stdout(), line.as_bytes());
                 server.run_until(signals).await;
                 ExitCode::SUCCESS

@@ -308,10 +308,18 @@ pub fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
 }
 
 /// A port free now on 127.0.0.1, for a server whose port must be known
-/// before it starts (its origins name it).
+/// before it starts (its origins name it). Taken below the kernel's range of
+/// ephemeral ports (32768 and up), where port 0 and outgoing connections
+/// take theirs, so that nothing started meanwhile takes it first.
 pub fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("no free port")?;
-    Ok(listener.local_addr()?.port())
+    for attempt in 0..100u64 {
+        let random = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), attempt);
+        let port = 20_000 + (random % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port between 20000 and 32000")
 }
 
 /// A server's page URL over TLS (the servers say `https://` themselves; this
