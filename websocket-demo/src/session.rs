@@ -8,8 +8,9 @@
 //! that blocks on a client that stopped reading is abandoned as soon as the
 //! hub evicts it.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,7 +23,7 @@ use shared::http::{Conn, Context};
 use shared::policy::{Reason, Refused, TokenBucket};
 use shared::wire::{error_json, missed_json};
 use tokio::io::{ReadHalf, WriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio::time::{Instant, interval, interval_at, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
@@ -99,11 +100,11 @@ pub(crate) async fn run(
         "Opened connection 🎉 ({peer}; {} connected)",
         context.hub.client_count()
     );
-    let (replies, mut pending_replies) = mpsc::channel(REPLIES);
+    let replies = Replies::default();
     let reader = Reader {
         context: &context,
         peer,
-        replies,
+        replies: &replies,
         bucket: context.inbox.bucket(),
         pings: TokenBucket::new(PING_RATE, PING_BURST),
         strikes: 0,
@@ -118,7 +119,7 @@ pub(crate) async fn run(
         () = context.shutdown.cancelled() => End::Shutdown,
         () = evicted.cancelled() => End::Slow,
         end = watchdog(&activity, &context, peer) => end,
-        end = write(&mut writer, &mut outgoing, &mut subscription, &mut pending_replies, &context) => end,
+        end = write(&mut writer, &mut outgoing, &mut subscription, &replies, &context) => end,
         end = reader.run(&mut incoming, &activity) => end,
     };
     drop(subscription);
@@ -131,7 +132,7 @@ pub(crate) async fn run(
         End::Resync => (1012, "broadcasts were lost upstream: reconnect to resume"),
         End::Refused(code, why) => {
             // The errors the client was sent last explain the close: send them first.
-            while let Ok(reply) = pending_replies.try_recv() {
+            while let Some(reply) = replies.take() {
                 outgoing.push(reply);
             }
             (u16::from(*code), why.as_str())
@@ -195,7 +196,7 @@ async fn write(
     writer: &mut Writer,
     outgoing: &mut Outgoing,
     subscription: &mut Subscription<Bytes>,
-    replies: &mut mpsc::Receiver<Bytes>,
+    replies: &Replies,
     context: &Context<Bytes>,
 ) -> End {
     let every = context.config.heartbeat;
@@ -206,7 +207,7 @@ async fn write(
         }
         let next = tokio::select! {
             biased;
-            Some(reply) = replies.recv() => reply,
+            Some(reply) = replies.next() => reply,
             event = subscription.next() => match event {
                 Some(event) => event.frame.clone(),
                 // The hub let go of this client: shutdown and eviction are
@@ -219,8 +220,7 @@ async fn write(
         // Whatever else is already waiting goes out with it, in one write.
         while !outgoing.is_full() {
             match replies
-                .try_recv()
-                .ok()
+                .take()
                 .or_else(|| subscription.try_next().map(|event| event.frame.clone()))
             {
                 Some(frame) => outgoing.push(frame),
@@ -243,11 +243,53 @@ struct Pong {
     pong: u64,
 }
 
+/// Frames for this client alone (answers, errors, pongs), from the reader to
+/// the writer: a few, in the session itself (a channel would allocate a
+/// block of slots for every client).
+#[derive(Default)]
+struct Replies {
+    queue: Mutex<VecDeque<Bytes>>,
+    ready: Notify,
+}
+
+impl Replies {
+    /// Queues a frame; a client that floods without reading loses some.
+    fn push(&self, frame: Bytes) {
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if queue.len() < REPLIES {
+            queue.push_back(frame);
+            drop(queue);
+            self.ready.notify_one();
+        }
+    }
+
+    fn take(&self) -> Option<Bytes> {
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        queue.pop_front()
+    }
+
+    /// The next frame, waiting for one.
+    async fn next(&self) -> Option<Bytes> {
+        loop {
+            if let Some(frame) = self.take() {
+                return Some(frame);
+            }
+            self.ready.notified().await;
+        }
+    }
+}
+
 /// The reading side of a session.
 struct Reader<'a> {
     context: &'a Context<Bytes>,
     peer: SocketAddr,
-    replies: mpsc::Sender<Bytes>,
+    replies: &'a Replies,
     /// This connection's share of the message rate limit.
     bucket: TokenBucket,
     /// How often it may ping.
@@ -365,10 +407,8 @@ impl Reader<'_> {
         self.send(outgoing::frame(TEXT, error.as_bytes()));
     }
 
-    /// Queues a frame for this client; a client that floods without reading
-    /// loses some.
     fn send(&self, frame: Bytes) {
-        let _ = self.replies.try_send(frame);
+        self.replies.push(frame);
     }
 }
 
