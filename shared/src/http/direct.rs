@@ -93,7 +93,8 @@ where
     // Held to the end: the connection's place among the server's is freed
     // when it ends.
     request.extensions_mut().insert(conn.clone());
-    let Ok(response) = routes.call(request).await;
+    // Boxed: the routes' future is large, and needed only until the answer.
+    let Ok(response) = Box::pin(routes.call(request)).await;
     let (parts, mut body) = response.into_parts();
     let streaming = parts
         .headers
@@ -111,7 +112,11 @@ where
         return;
     }
     let head = response_head(&parts, None);
-    if write_all(&mut stream, &[&head], &close).await.is_err() {
+    // The head's parts are not kept for the stream's life.
+    drop(parts);
+    let written = write_all(&mut stream, &[&head], &close).await;
+    drop(head);
+    if written.is_err() {
         return;
     }
     loop {

@@ -225,8 +225,9 @@ async fn serve_connection(
         transport.request_timeout
     };
     if transport.tls.is_none() && refusal.is_none() {
-        match direct::wants(&stream, transport.streams, head_timeout).await {
-            Some(true) => return direct::serve(stream, conn, routes).await,
+        let wants = Box::pin(direct::wants(&stream, transport.streams, head_timeout));
+        match wants.await {
+            Some(true) => return Box::pin(direct::serve(stream, conn, routes)).await,
             Some(false) => {}
             None => {
                 let why = "no request head within the time limit";
@@ -250,25 +251,19 @@ async fn serve_connection(
             _ => Either::Right(service.call(request)),
         }
     });
-    let shutdown = &transport.shutdown;
+    // Each kind of connection boxed: the task holds a pointer, and each
+    // connection only what its own kind needs.
     let result = match &transport.tls {
         None => {
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .max_header_size(MAX_HEADER_SIZE)
-                // hyper's read buffer grows to 400 KB by default as a body
-                // streams in; bodies are read in pieces this size instead.
-                .max_buf_size(READ_BUFFER)
-                .header_read_timeout(head_timeout)
-                // A connection served from the reserve answers one request and closes.
-                .keep_alive(!reserved);
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            drive(connection, &close, shutdown)
-                .await
-                .map_err(BoxError::from)
+            Box::pin(serve_plain(
+                stream,
+                service,
+                &transport,
+                head_timeout,
+                reserved,
+                &close,
+            ))
+            .await
         }
         Some(acceptor) => {
             let handshake = Box::pin(tokio::time::timeout(head_timeout, acceptor.accept(stream)));
@@ -283,25 +278,15 @@ async fn serve_connection(
                     return transport.rejections.record(Reason::Tls, peer, why);
                 }
             };
-            let streams = Streams {
-                tasks: transport.tasks.clone(),
-            };
-            let mut builder = hyper_util::server::conn::auto::Builder::new(streams);
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                // Bounds the request head too (hyper-util sets no head limit).
-                .max_buf_size(MAX_HEADER_SIZE)
-                .header_read_timeout(head_timeout)
-                .keep_alive(!reserved);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(MAX_STREAMS)
-                .max_header_list_size(MAX_HEADER_SIZE as u32);
-            let connection =
-                Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(tls), service));
-            drive(connection, &close, shutdown).await
+            Box::pin(serve_tls(
+                tls,
+                service,
+                &transport,
+                head_timeout,
+                reserved,
+                &close,
+            ))
+            .await
         }
     };
     let rejections = &transport.rejections;
@@ -324,6 +309,76 @@ async fn serve_connection(
         }
         _ => log::debug!("{peer}: connection ended: {error}"),
     }
+}
+
+/// HTTP/1.1 over a plain connection.
+async fn serve_plain<S>(
+    stream: TcpStream,
+    service: S,
+    transport: &Transport,
+    head_timeout: Duration,
+    reserved: bool,
+    close: &CancellationToken,
+) -> Result<(), BoxError>
+where
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<BoxError>,
+    S::ResBody: hyper::body::Body + Send + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<BoxError>,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .max_header_size(MAX_HEADER_SIZE)
+        // hyper's read buffer grows to 400 KB by default as a body streams
+        // in; bodies are read in pieces this size instead.
+        .max_buf_size(READ_BUFFER)
+        .header_read_timeout(head_timeout)
+        // A connection served from the reserve answers one request and closes.
+        .keep_alive(!reserved);
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    drive(connection, close, &transport.shutdown)
+        .await
+        .map_err(BoxError::from)
+}
+
+/// HTTP/2 or HTTP/1.1 (by ALPN) over TLS.
+async fn serve_tls<S, B>(
+    tls: tokio_rustls::server::TlsStream<TcpStream>,
+    service: S,
+    transport: &Transport,
+    head_timeout: Duration,
+    reserved: bool,
+    close: &CancellationToken,
+) -> Result<(), BoxError>
+where
+    S: Service<http::Request<Incoming>, Response = http::Response<B>>,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body + Send + 'static,
+    B::Error: Into<BoxError>,
+    Streams: hyper_util::server::conn::auto::HttpServerConnExec<S::Future, B>,
+{
+    let streams = Streams {
+        tasks: transport.tasks.clone(),
+    };
+    let mut builder = hyper_util::server::conn::auto::Builder::new(streams);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // Bounds the request head too (hyper-util sets no head limit).
+        .max_buf_size(MAX_HEADER_SIZE)
+        .header_read_timeout(head_timeout)
+        .keep_alive(!reserved);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(MAX_HEADER_SIZE as u32);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+    drive(connection, close, &transport.shutdown).await
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
