@@ -38,9 +38,11 @@ pub enum Task {
     E2e(E2e),
     /// Measure both servers with many clients.
     ///
+    /// The clients run in client processes of their own, as many as the
+    /// open-file limit needs, from source addresses 127.0.0.1, 127.0.0.2...
     /// With --redis, the clients are spread over --instances servers sharing
-    /// that Redis, and the same run with the in-process hub follows, to show
-    /// the latency the backplane adds.
+    /// that Redis, and the same run with the in-process hub follows (when the
+    /// clients fit one server), to show the latency the backplane adds.
     Bench(Bench),
 }
 
@@ -109,6 +111,20 @@ pub struct Bench {
     /// Use the release binaries already built
     #[arg(long)]
     pub no_build: bool,
+    /// Run the servers on core 0 and the clients on core 1 (with taskset),
+    /// for figures that compare across runs and machines
+    #[arg(long)]
+    pub pin: bool,
+    /// Serve https:// and wss:// with a self-signed certificate (kept in
+    /// target/tls/), and connect the clients over TLS
+    #[arg(long)]
+    pub tls: bool,
+    /// Also write the figures of every run to FILE, as JSON
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<std::path::PathBuf>,
+    /// Be one of the bench's client processes (it starts them itself)
+    #[arg(long, hide = true)]
+    pub worker: bool,
 }
 
 impl Xtask {
@@ -333,6 +349,36 @@ mod tests {
         assert_eq!(
             one_line_error("bench --only nope"),
             "invalid value 'nope' for '--only <SERVER>' [possible values: websocket, sse] (see --help)"
+        );
+    }
+
+    #[test]
+    fn bench_measures_plainly_unless_told_and_hides_its_client_processes_option() {
+        let Some(Xtask {
+            task: Task::Bench(bench),
+        }) = parse("bench").unwrap()
+        else {
+            panic!("not bench");
+        };
+        assert!(!bench.pin && !bench.tls && !bench.worker && bench.json.is_none());
+        let Some(Xtask {
+            task: Task::Bench(bench),
+        }) = parse("bench --pin --tls --json figures.json").unwrap()
+        else {
+            panic!("not bench");
+        };
+        assert!(bench.pin && bench.tls);
+        assert_eq!(bench.json, Some("figures.json".into()));
+        use clap::CommandFactory;
+        let mut command = Xtask::command();
+        let help = command
+            .find_subcommand_mut("bench")
+            .expect("bench")
+            .render_long_help()
+            .to_string();
+        assert!(
+            help.contains("--pin") && !help.contains("--worker"),
+            "{help}"
         );
     }
 

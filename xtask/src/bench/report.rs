@@ -1,0 +1,326 @@
+//! What a run measured, as the lines the bench prints and as the figures
+//! `--json` writes; and what held the run back.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::wire::Outcome;
+
+/// What one run measured.
+pub struct Numbers {
+    /// How many servers the clients were spread over.
+    pub servers: usize,
+    pub clients: usize,
+    pub messages: usize,
+    pub rate: f64,
+    pub client_processes: usize,
+    pub source_addresses: usize,
+    pub connected_in: Duration,
+    /// Of every server together.
+    pub memory_before: u64,
+    pub memory_with_clients: u64,
+    /// Of every client process together, with every client connected.
+    pub client_memory: u64,
+    /// Of every server together, while the clients connected, and from the
+    /// first send to the last receipt.
+    pub server_cpu_connecting: f64,
+    pub server_cpu_delivering: f64,
+    /// Of the client processes and the bench (the sender) together, from the
+    /// first send to the last receipt.
+    pub client_cpu_delivering: f64,
+    /// From the first send to the last receipt.
+    pub delivering: Duration,
+    pub outcome: Outcome,
+    /// The machine: its cores (for the clients and servers together), and
+    /// whether they had one each.
+    pub cores: usize,
+    pub pinned: bool,
+    pub memory_total: u64,
+    /// Still available with every client connected.
+    pub memory_available: u64,
+    /// The most clients one server can hold (its open-file limit less its spare).
+    pub server_capacity: u64,
+    pub client_process_capacity: u64,
+}
+
+impl Numbers {
+    fn latency_ms(&self, p: f64) -> f64 {
+        self.outcome.latencies.percentile(p) as f64 / 1000.0
+    }
+
+    fn bytes_per_connection(&self) -> f64 {
+        self.memory_with_clients.saturating_sub(self.memory_before) as f64 / self.clients as f64
+    }
+
+    fn delivered(&self) -> u64 {
+        self.outcome.received
+    }
+
+    fn deliveries_per_second(&self) -> f64 {
+        self.delivered() as f64 / self.delivering.as_secs_f64().max(1e-9)
+    }
+
+    fn server_us_per_delivery(&self) -> f64 {
+        self.server_cpu_delivering * 1e6 / self.delivered().max(1) as f64
+    }
+
+    fn server_us_per_connection(&self) -> f64 {
+        self.server_cpu_connecting * 1e6 / self.clients as f64
+    }
+
+    /// The cores the servers and the clients kept busy while delivering.
+    fn busy(&self) -> (f64, f64) {
+        let seconds = self.delivering.as_secs_f64().max(1e-9);
+        (
+            self.server_cpu_delivering / seconds,
+            self.client_cpu_delivering / seconds,
+        )
+    }
+
+    /// What held the run back, in a sentence.
+    pub fn limit(&self) -> String {
+        let (servers, clients) = self.busy();
+        let cores = self.cores as f64;
+        let memory = if self.memory_available < self.memory_total / 10 {
+            format!(
+                "memory (only {:.1} GiB left of {:.1}); ",
+                gib(self.memory_available),
+                gib(self.memory_total)
+            )
+        } else {
+            String::new()
+        };
+        let busy = format!("servers {servers:.2} cores, clients {clients:.2}");
+        let cpu = if self.pinned {
+            match (servers >= 0.9, clients >= 0.9) {
+                (true, true) => format!("both cores ({busy}, one core each)"),
+                (true, false) => format!("the servers' core ({busy}, one core each)"),
+                (false, true) => format!("the clients' core ({busy}, one core each)"),
+                (false, false) => self.rate_sentence(&busy),
+            }
+        } else if servers + clients >= 0.85 * cores {
+            format!(
+                "the {} cores ({busy}: {:.0} % of the servers' share)",
+                self.cores,
+                100.0 * servers / (servers + clients)
+            )
+        } else {
+            self.rate_sentence(&busy)
+        };
+        format!("{memory}{cpu}")
+    }
+
+    fn rate_sentence(&self, busy: &str) -> String {
+        format!(
+            "the sender's rate, not the cores ({busy} of {}): {}/s sets the pace",
+            self.cores, self.rate
+        )
+    }
+
+    pub fn print(&self, title: &str) {
+        let clients = self.clients;
+        let (memory, cpu) = match self.servers {
+            1 => ("server memory".to_owned(), "server CPU time".to_owned()),
+            count => (
+                format!("memory of the {count} servers together"),
+                format!("CPU time of the {count} servers together"),
+            ),
+        };
+        let percentile = |p: f64| format!("{:.2} ms", self.latency_ms(p));
+        say!("{title}");
+        say!(
+            "  {clients} clients connected in {:.2} s ({:.0} a second), from {} client \
+             process{} and {} source address{}",
+            self.connected_in.as_secs_f64(),
+            clients as f64 / self.connected_in.as_secs_f64(),
+            self.client_processes,
+            plural(self.client_processes, "es"),
+            self.source_addresses,
+            plural(self.source_addresses, "es"),
+        );
+        say!(
+            "  {memory}: {:.1} MiB before, {:.1} MiB with every client: {:.1} KiB per connection",
+            mib(self.memory_before),
+            mib(self.memory_with_clients),
+            self.bytes_per_connection() / 1024.0
+        );
+        say!(
+            "  {} broadcasts at {}/s: {} deliveries in {:.2} s = {:.0} deliveries a second",
+            self.messages,
+            self.rate,
+            self.delivered(),
+            self.delivering.as_secs_f64(),
+            self.deliveries_per_second()
+        );
+        say!(
+            "  {cpu}: {:.2} s connecting ({:.1} µs a connection), {:.2} s delivering \
+             ({:.2} µs a delivery)",
+            self.server_cpu_connecting,
+            self.server_us_per_connection(),
+            self.server_cpu_delivering,
+            self.server_us_per_delivery()
+        );
+        say!(
+            "  latency from send to receipt: p50 {}, p90 {}, p99 {}, max {}",
+            percentile(0.50),
+            percentile(0.90),
+            percentile(0.99),
+            percentile(1.0)
+        );
+        self.print_losses();
+        say!("  limited by: {}", self.limit());
+        say!(
+            "  room: memory {:.1} GiB available of {:.1} with every client (clients: {:.0} MiB, \
+             {:.1} KiB each); descriptors {} clients a server of {}, {} a client process of {}",
+            gib(self.memory_available),
+            gib(self.memory_total),
+            mib(self.client_memory),
+            self.client_memory as f64 / clients as f64 / 1024.0,
+            clients.div_ceil(self.servers),
+            self.server_capacity,
+            clients.div_ceil(self.client_processes),
+            self.client_process_capacity,
+        );
+        let per_delivery = self.server_us_per_delivery();
+        if per_delivery > 0.0 {
+            let broadcast_ms = per_delivery * clients as f64 / 1000.0;
+            say!(
+                "  so: a server core delivers ~{:.0} a second; a broadcast to all {clients} \
+                 costs {broadcast_ms:.0} ms of server CPU, so every server core added (clients \
+                 elsewhere) keeps up with ~{:.1} more broadcasts a second to all of them",
+                1e6 / per_delivery,
+                1000.0 / broadcast_ms
+            );
+        }
+    }
+
+    fn print_losses(&self) {
+        let outcome = &self.outcome;
+        let lost = outcome.lost();
+        if lost == 0 && outcome.unexpected == 0 {
+            say!(
+                "  lost: none: each of the {} clients got all {} broadcasts",
+                self.clients,
+                self.messages
+            );
+            return;
+        }
+        let by_broadcast: Vec<String> = outcome
+            .missing
+            .iter()
+            .enumerate()
+            .filter(|(_, missing)| **missing > 0)
+            .map(|(index, missing)| format!("#{}: {missing}", index + 1))
+            .collect();
+        say!(
+            "  LOST: {lost} deliveries of {}; {} clients missed some (clients missing each \
+             broadcast: {})",
+            self.clients * self.messages,
+            outcome.short,
+            by_broadcast.join(", ")
+        );
+        for (why, count) in &outcome.ended {
+            say!("  {count} clients stopped early: {why}");
+        }
+        if outcome.unexpected > 0 {
+            say!(
+                "  {} broadcasts came twice to a client, or were not the bench's",
+                outcome.unexpected
+            );
+        }
+    }
+
+    /// The figures `--json` keeps of this run.
+    pub fn figures(&self, server: &str, setup: &str, tls: bool) -> Figures {
+        let (servers_busy, clients_busy) = self.busy();
+        let ms = |p| round(self.latency_ms(p), 3);
+        Figures {
+            server: server.to_owned(),
+            setup: setup.to_owned(),
+            instances: self.servers,
+            tls,
+            pinned: self.pinned,
+            clients: self.clients,
+            messages: self.messages,
+            rate: self.rate,
+            connect_seconds: round(self.connected_in.as_secs_f64(), 3),
+            bytes_per_connection: self.bytes_per_connection().round(),
+            deliveries_per_second: self.deliveries_per_second().round(),
+            server_cpu_us_per_delivery: round(self.server_us_per_delivery(), 3),
+            server_cpu_us_per_connection: round(self.server_us_per_connection(), 1),
+            latency_ms: Latency {
+                p50: ms(0.50),
+                p90: ms(0.90),
+                p99: ms(0.99),
+                max: ms(1.0),
+            },
+            lost: self.outcome.lost(),
+            server_cores_busy: round(servers_busy, 3),
+            client_cores_busy: round(clients_busy, 3),
+            limited_by: self.limit(),
+        }
+    }
+}
+
+/// One run's figures, for tracking across runs.
+#[derive(Debug, Serialize)]
+pub struct Figures {
+    pub server: String,
+    /// "alone", "N instances through Redis", "in-process hub"
+    pub setup: String,
+    pub instances: usize,
+    pub tls: bool,
+    pub pinned: bool,
+    pub clients: usize,
+    pub messages: usize,
+    pub rate: f64,
+    pub connect_seconds: f64,
+    /// The servers' resident memory with every client, less before, a client.
+    pub bytes_per_connection: f64,
+    pub deliveries_per_second: f64,
+    /// The servers' CPU time from the first send to the last receipt, a delivery.
+    pub server_cpu_us_per_delivery: f64,
+    /// The servers' CPU time while the clients connected, a client.
+    pub server_cpu_us_per_connection: f64,
+    pub latency_ms: Latency,
+    pub lost: u64,
+    pub server_cores_busy: f64,
+    pub client_cores_busy: f64,
+    pub limited_by: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// The file `--json` writes: the machine, then every run.
+#[derive(Debug, Serialize)]
+pub struct Record<'a> {
+    pub unix_time: u64,
+    pub cores: usize,
+    pub memory_bytes: u64,
+    pub open_file_limit: u64,
+    pub runs: &'a [Figures],
+}
+
+fn round(value: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / 1048576.0
+}
+
+fn gib(bytes: u64) -> f64 {
+    bytes as f64 / 1073741824.0
+}
+
+fn plural(count: usize, suffix: &str) -> &str {
+    if count == 1 { "" } else { suffix }
+}
