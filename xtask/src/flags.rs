@@ -94,8 +94,8 @@ pub struct Bench {
     /// Messages to broadcast
     #[arg(long, value_name = "M", value_parser = at_least_one::<usize>, default_value_t = 100)]
     pub messages: usize,
-    /// Messages sent per second
-    #[arg(long, value_name = "R", value_parser = at_least_one::<f64>, default_value_t = 20.0)]
+    /// Messages sent per second (0.5 is one every 2 s)
+    #[arg(long, value_name = "R", value_parser = positive, default_value_t = 20.0)]
     pub rate: f64,
     /// Run one server's benchmark
     #[arg(long, value_name = "SERVER")]
@@ -241,6 +241,13 @@ fn first_line(error: &clap::Error) -> String {
 fn port(text: &str) -> Result<u16, String> {
     text.parse()
         .map_err(|_| format!("'{text}' is not a port number (see --help)"))
+}
+
+fn positive(text: &str) -> Result<f64, String> {
+    text.parse()
+        .ok()
+        .filter(|number: &f64| *number > 0.0 && number.is_finite())
+        .ok_or_else(|| format!("'{text}' is not a number above 0 (see --help)"))
 }
 
 fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(text: &str) -> Result<T, String> {
@@ -389,8 +396,12 @@ mod tests {
             "'70000' is not a port number (see --help)"
         );
         assert_eq!(
-            one_line_error("bench --rate 0.5"),
-            "'0.5' is not a number of at least 1 (see --help)"
+            one_line_error("bench --rate 0"),
+            "'0' is not a number above 0 (see --help)"
+        );
+        assert_eq!(
+            one_line_error("bench --messages 0"),
+            "'0' is not a number of at least 1 (see --help)"
         );
         assert_eq!(
             one_line_error("e2e --fast"),

@@ -4,13 +4,16 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpSocket;
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -158,8 +161,8 @@ impl Dialer {
     pub async fn sender(&self, kind: Kind, to: SocketAddr) -> Result<Sender> {
         let from = to.ip();
         Ok(match kind {
-            Kind::WebSocket => Sender::WebSocket(Box::new(self.websocket(to, from).await?)),
-            Kind::Sse => Sender::Api(BufReader::new(self.open(to, from).await?)),
+            Kind::WebSocket => Sender::websocket(self.websocket(to, from).await?),
+            Kind::Sse => Sender::api(self.open(to, from).await?),
         })
     }
 }
@@ -196,21 +199,57 @@ pub async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
 /// What the sender sends: the server broadcasts "Something changed" for it.
 const BODY: &str = r#"{"message":"bench"}"#;
 
-/// Sends a run's broadcasts: over a WebSocket, or as POSTs to `/api`.
-pub enum Sender {
-    WebSocket(Box<WebSocketStream<Connection>>),
+/// Sends a run's broadcasts: over a WebSocket, or as POSTs to `/api`; and
+/// hears which the server refused (a busy backplane, say), which were then
+/// not broadcast.
+pub struct Sender {
+    way: Way,
+    refused: Arc<Mutex<Vec<String>>>,
+}
+
+enum Way {
+    /// The replies, read by a task of their own until the socket closes.
+    WebSocket(
+        SplitSink<WebSocketStream<Connection>, Message>,
+        JoinHandle<()>,
+    ),
     Api(BufReader<Connection>),
 }
 
 impl Sender {
+    fn websocket(socket: WebSocketStream<Connection>) -> Sender {
+        let refused = Arc::new(Mutex::new(Vec::new()));
+        let (sink, mut replies) = socket.split();
+        let heard = refused.clone();
+        // Also keeps the sender's own copies of the broadcasts from piling
+        // up in the server.
+        let reader = tokio::spawn(async move {
+            while let Some(Ok(reply)) = replies.next().await {
+                if let Message::Text(text) = reply
+                    && text.starts_with("{\"error\"")
+                {
+                    lock(&heard).push(text.to_string());
+                }
+            }
+        });
+        Sender {
+            way: Way::WebSocket(sink, reader),
+            refused,
+        }
+    }
+
+    fn api(stream: Connection) -> Sender {
+        Sender {
+            way: Way::Api(BufReader::new(stream)),
+            refused: Arc::default(),
+        }
+    }
+
     /// Sends one message; for a POST, reads its answer too.
     pub async fn send(&mut self) -> Result<()> {
-        match self {
-            // The sender reads nothing until the end; the server would only
-            // drop it as slow after thousands of messages, far more than a
-            // run sends.
-            Sender::WebSocket(socket) => socket.send(Message::text(BODY)).await?,
-            Sender::Api(reader) => {
+        match &mut self.way {
+            Way::WebSocket(sink, _) => sink.send(Message::text(BODY)).await?,
+            Way::Api(reader) => {
                 let request = format!(
                     "POST /api HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
                      Content-Length: {}\r\n\r\n{BODY}",
@@ -219,6 +258,8 @@ impl Sender {
                 reader.get_mut().write_all(request.as_bytes()).await?;
                 // Read the answer before the next: its head, then its body.
                 let mut line = String::new();
+                next_line(reader, &mut line).await?;
+                let status = line.trim_end().to_owned();
                 let mut length = 0;
                 loop {
                     next_line(reader, &mut line).await?;
@@ -232,21 +273,36 @@ impl Sender {
                 }
                 let mut body = vec![0; length];
                 reader.read_exact(&mut body).await?;
+                if !status.starts_with("HTTP/1.1 200") {
+                    let body = String::from_utf8_lossy(&body);
+                    lock(&self.refused).push(format!("{status}: {body}"));
+                }
             }
         }
         Ok(())
     }
 
-    /// Closes cleanly: closing a socket with unread data resets it, and the
-    /// server could lose the last messages still in its buffer.
-    pub async fn close(self) {
-        if let Sender::WebSocket(socket) = self {
-            let mut socket = *socket;
-            let _ = socket.close(None).await;
-            let drain = async { while let Some(Ok(_)) = socket.next().await {} };
-            let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
-        }
+    /// What the server said of the messages it refused, so far.
+    pub fn refused(&self) -> Vec<String> {
+        lock(&self.refused).clone()
     }
+
+    /// Closes cleanly: closing a socket with unread data resets it, and the
+    /// server could lose the last messages still in its buffer. What the
+    /// server refused, in the end.
+    pub async fn close(self) -> Vec<String> {
+        if let Way::WebSocket(mut sink, reader) = self.way {
+            let _ = sink.close().await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
+        }
+        lock(&self.refused).clone()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -229,17 +229,16 @@ async fn run_clients(
     let measured = async {
         connect(&mut workers, limit).await?;
         let connected_in = connecting.elapsed();
-        let client_pids: Vec<u32> = workers.pids().collect();
+        let meter = Meter {
+            servers: server_pids.clone(),
+            clients: workers.pids().chain([std::process::id()]).collect(),
+        };
         let memory_with_clients = memory(server_pids.clone());
-        let client_memory = memory(client_pids.clone());
+        let client_memory = memory(workers.pids());
         let (_, memory_available) = system::memory();
-        let cpu_connected = cpu(server_pids.clone());
-        let own = std::process::id();
-        let client_cpu_before = cpu(client_pids.clone()) + cpu_seconds(own);
+        let at_connected = meter.cpu();
 
-        let delivered = deliver(kind, flags, env, addrs[0], &mut workers).await?;
-        let server_cpu_delivering = cpu(server_pids.clone()) - cpu_connected;
-        let client_cpu_delivering = cpu(client_pids.clone()) + cpu_seconds(own) - client_cpu_before;
+        let delivered = deliver(kind, flags, env, addrs[0], &mut workers, &meter).await?;
         let last = delivered
             .outcome
             .last_receipt_us
@@ -256,11 +255,12 @@ async fn run_clients(
             memory_before,
             memory_with_clients,
             client_memory,
-            server_cpu_connecting: cpu_connected - cpu_before,
-            server_cpu_delivering,
-            client_cpu_delivering,
+            server_cpu_connecting: at_connected.servers - cpu_before,
+            server_cpu_delivering: delivered.cpu.servers - at_connected.servers,
+            client_cpu_delivering: delivered.cpu.clients - at_connected.clients,
             delivering: Duration::from_micros(last - delivered.first_sent_us),
             outcome: delivered.outcome,
+            refused: delivered.refused,
             cores: env.cores,
             pinned: env.pinned,
             memory_total,
@@ -272,6 +272,28 @@ async fn run_clients(
     .await;
     workers.end().await;
     measured
+}
+
+/// The processes whose CPU time a run counts: the servers', and the clients'
+/// (the client processes and the bench, which sends).
+struct Meter {
+    servers: Vec<u32>,
+    clients: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuTime {
+    servers: f64,
+    clients: f64,
+}
+
+impl Meter {
+    fn cpu(&self) -> CpuTime {
+        CpuTime {
+            servers: cpu(self.servers.iter().copied()),
+            clients: cpu(self.clients.iter().copied()),
+        }
+    }
 }
 
 /// Waits until every client process says its clients are connected; the
@@ -297,10 +319,13 @@ async fn connect(workers: &mut Workers, limit: Duration) -> Result<()> {
     Ok(())
 }
 
-/// What the clients received, and when the first broadcast went out.
+/// What the clients received, when the first broadcast went out, what the
+/// server refused, and the CPU time when the last delivery was counted.
 struct Delivered {
     outcome: Outcome,
     first_sent_us: u64,
+    refused: Vec<String>,
+    cpu: CpuTime,
 }
 
 /// Sends the broadcasts at the chosen rate, telling the client processes when
@@ -312,6 +337,7 @@ async fn deliver(
     env: &Env,
     addr: SocketAddr,
     workers: &mut Workers,
+    meter: &Meter,
 ) -> Result<Delivered> {
     let mut sender = env.dialer.sender(kind, addr).await.context("sender")?;
     let started = Instant::now();
@@ -326,6 +352,11 @@ async fn deliver(
     let mut received = vec![0; workers.len()];
     let mut outcomes: Vec<Option<Outcome>> = vec![None; workers.len()];
     let (mut sent, mut first_sent_us) = (0, 0);
+    // Taken whenever more deliveries are counted: the time after the last
+    // one is waiting, not work.
+    let mut cpu = meter.cpu();
+    let mut counted = 0;
+    let mut told_refused = 0;
     while outcomes.iter().any(Option::is_none) {
         tokio::select! {
             _ = ticks.tick(), if sent < flags.messages => {
@@ -339,20 +370,31 @@ async fn deliver(
                     .context("sending took too long")?
                     .context("sender")?;
                 workers.tell_all(&ToWorker::Sent { seq: sent, at_us }).await?;
+                let refused = sender.refused();
+                if refused.len() > told_refused {
+                    say!("  ... the server refused a message: {}", refused[refused.len() - 1]);
+                    told_refused = refused.len();
+                }
                 if sent == flags.messages {
                     receiving_limit = Instant::now() + LIMIT;
                 }
             }
-            heard = workers.next() => match heard {
-                Some((n, FromWorker::Progress { received: so_far })) => received[n] = so_far,
-                Some((n, FromWorker::Outcome(outcome))) => {
-                    received[n] = outcome.received;
-                    outcomes[n] = Some(outcome);
+            heard = workers.next() => {
+                match heard {
+                    Some((n, FromWorker::Progress { received: so_far })) => received[n] = so_far,
+                    Some((n, FromWorker::Outcome(outcome))) => {
+                        received[n] = outcome.received;
+                        outcomes[n] = Some(outcome);
+                    }
+                    Some((n, FromWorker::Failed { error })) => bail!("client process {n}: {error}"),
+                    Some((_, FromWorker::Connected)) => {}
+                    None => bail!("the client processes stopped"),
                 }
-                Some((n, FromWorker::Failed { error })) => bail!("client process {n}: {error}"),
-                Some((_, FromWorker::Connected)) => {}
-                None => bail!("the client processes stopped"),
-            },
+                let now: u64 = received.iter().sum();
+                if now > counted {
+                    (counted, cpu) = (now, meter.cpu());
+                }
+            }
             _ = progress.tick() => {
                 let received: u64 = received.iter().sum();
                 let after = started.elapsed().as_secs_f64();
@@ -368,7 +410,7 @@ async fn deliver(
             }
         }
     }
-    sender.close().await;
+    let refused = sender.close().await;
     let mut outcome = Outcome::default();
     for each in outcomes.iter().flatten() {
         outcome.add(each);
@@ -376,6 +418,8 @@ async fn deliver(
     Ok(Delivered {
         outcome,
         first_sent_us,
+        refused,
+        cpu,
     })
 }
 

@@ -32,6 +32,8 @@ pub struct Numbers {
     /// From the first send to the last receipt.
     pub delivering: Duration,
     pub outcome: Outcome,
+    /// What the server said of each message it refused to broadcast.
+    pub refused: Vec<String>,
     /// The machine: its cores (for the clients and servers together), and
     /// whether they had one each.
     pub cores: usize,
@@ -196,6 +198,15 @@ impl Numbers {
     }
 
     fn print_losses(&self) {
+        if let Some(first) = self.refused.first() {
+            say!(
+                "  REFUSED: the server did not broadcast {} of the {} messages sent (the first \
+                 said {first}); it may have published some all the same (a timeout), so \
+                 broadcasts may be missing below, and latencies be off by a send",
+                self.refused.len(),
+                self.messages
+            );
+        }
         let outcome = &self.outcome;
         let lost = outcome.lost();
         if lost == 0 && outcome.unexpected == 0 {
@@ -256,6 +267,7 @@ impl Numbers {
                 max: ms(1.0),
             },
             lost: self.outcome.lost(),
+            refused: self.refused.len(),
             server_cores_busy: round(servers_busy, 3),
             client_cores_busy: round(clients_busy, 3),
             limited_by: self.limit(),
@@ -285,6 +297,8 @@ pub struct Figures {
     pub server_cpu_us_per_connection: f64,
     pub latency_ms: Latency,
     pub lost: u64,
+    /// Messages the sender sent that the server refused to broadcast.
+    pub refused: usize,
     pub server_cores_busy: f64,
     pub client_cores_busy: f64,
     pub limited_by: String,
