@@ -243,6 +243,7 @@ async fn run_clients(
             .outcome
             .last_receipt_us
             .max(delivered.first_sent_us);
+        let spans = fanouts(&delivered.sent_us, &delivered.outcome.last_by_seq);
         let (memory_total, _) = system::memory();
         Ok(Numbers {
             servers: targets.len(),
@@ -258,7 +259,16 @@ async fn run_clients(
             server_cpu_connecting: at_connected.servers - cpu_before,
             server_cpu_delivering: delivered.cpu.servers - at_connected.servers,
             client_cpu_delivering: delivered.cpu.clients - at_connected.clients,
+            other_cpu_delivering: ((delivered.cpu.machine - at_connected.machine)
+                - (delivered.cpu.servers - at_connected.servers)
+                - (delivered.cpu.clients - at_connected.clients))
+                .max(0.0),
             delivering: Duration::from_micros(last - delivered.first_sent_us),
+            fanning_out: fanning_out(&spans),
+            fanouts: spans
+                .iter()
+                .map(|(from, to)| Duration::from_micros(to - from))
+                .collect(),
             outcome: delivered.outcome,
             refused: delivered.refused,
             cores: env.cores,
@@ -285,6 +295,8 @@ struct Meter {
 struct CpuTime {
     servers: f64,
     clients: f64,
+    /// Every process of the machine's: ours, and others'.
+    machine: f64,
 }
 
 impl Meter {
@@ -292,8 +304,35 @@ impl Meter {
         CpuTime {
             servers: cpu(self.servers.iter().copied()),
             clients: cpu(self.clients.iter().copied()),
+            machine: system::machine_cpu_seconds(),
         }
     }
+}
+
+/// Each broadcast's fan-out, in µs since the epoch: from its send to its
+/// last receipt (none for a broadcast no client got).
+fn fanouts(sent_us: &[u64], last_by_seq: &[u64]) -> Vec<(u64, u64)> {
+    sent_us
+        .iter()
+        .zip(last_by_seq)
+        .filter(|(_, last)| **last > 0)
+        .map(|(sent, last)| (*sent, (*last).max(*sent)))
+        .collect()
+}
+
+/// The time some broadcast was fanning out: the union of the fan-outs.
+fn fanning_out(fanouts: &[(u64, u64)]) -> Duration {
+    let mut spans = fanouts.to_vec();
+    spans.sort_unstable();
+    let (mut total, mut reached) = (0, 0);
+    for (from, to) in spans {
+        let from = from.max(reached);
+        if to > from {
+            total += to - from;
+            reached = to;
+        }
+    }
+    Duration::from_micros(total)
 }
 
 /// Waits until every client process says its clients are connected; the
@@ -324,6 +363,8 @@ async fn connect(workers: &mut Workers, limit: Duration) -> Result<()> {
 struct Delivered {
     outcome: Outcome,
     first_sent_us: u64,
+    /// When each broadcast was sent, from 1, in µs since the epoch.
+    sent_us: Vec<u64>,
     refused: Vec<String>,
     cpu: CpuTime,
 }
@@ -352,6 +393,7 @@ async fn deliver(
     let mut received = vec![0; workers.len()];
     let mut outcomes: Vec<Option<Outcome>> = vec![None; workers.len()];
     let (mut sent, mut first_sent_us) = (0, 0);
+    let mut sent_us = Vec::with_capacity(flags.messages);
     // Taken whenever more deliveries are counted: the time after the last
     // one is waiting, not work.
     let mut cpu = meter.cpu();
@@ -365,6 +407,7 @@ async fn deliver(
                 if sent == 1 {
                     first_sent_us = at_us;
                 }
+                sent_us.push(at_us);
                 timeout_at(sending_limit, sender.send())
                     .await
                     .context("sending took too long")?
@@ -418,6 +461,7 @@ async fn deliver(
     Ok(Delivered {
         outcome,
         first_sent_us,
+        sent_us,
         refused,
         cpu,
     })
@@ -426,6 +470,14 @@ async fn deliver(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlapping_fan_outs_count_once() {
+        let spans = fanouts(&[0, 10, 20, 30], &[5, 25, 22, 0]);
+        assert_eq!(spans, [(0, 5), (10, 25), (20, 22)]);
+        assert_eq!(fanning_out(&spans), Duration::from_micros(20));
+        assert_eq!(fanning_out(&[]), Duration::ZERO);
+    }
 
     #[test]
     fn clients_go_to_as_few_processes_as_fit_but_one_a_core() {

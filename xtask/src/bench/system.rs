@@ -23,6 +23,27 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     ticks(11).unwrap_or(0.0) / 100.0 + ticks(12).unwrap_or(0.0) / 100.0
 }
 
+/// CPU time every process of the machine has used so far, all cores
+/// together, from `/proc/stat` (user, nice, system, irq, softirq, steal), in
+/// ticks of 1/100 s.
+pub fn machine_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|line| line.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|field| field.parse().unwrap_or(0.0))
+        .collect();
+    // Not idle (3) and iowait (4), nor guest time, already counted in user.
+    [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|index| ticks.get(*index))
+        .sum::<f64>()
+        / 100.0
+}
+
 /// A process's resident memory, from `/proc` (0 where there is none).
 pub fn resident_bytes(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -88,6 +109,7 @@ mod tests {
         let me = std::process::id();
         assert!(resident_bytes(me) > 0);
         assert!(cpu_seconds(me) >= 0.0);
+        assert!(machine_cpu_seconds() >= cpu_seconds(me));
         let (total, available) = memory();
         assert!(total >= available && available > 0, "{total} {available}");
     }

@@ -82,6 +82,8 @@ pub struct Outcome {
     pub latencies: Histogram,
     /// When the last delivery arrived, in µs since the Unix epoch.
     pub last_receipt_us: u64,
+    /// The same, of each broadcast, from 1 (0 where none arrived).
+    pub last_by_seq: Vec<u64>,
 }
 
 impl Outcome {
@@ -102,6 +104,12 @@ impl Outcome {
         self.unexpected += other.unexpected;
         self.latencies.add(&other.latencies);
         self.last_receipt_us = self.last_receipt_us.max(other.last_receipt_us);
+        if self.last_by_seq.len() < other.last_by_seq.len() {
+            self.last_by_seq.resize(other.last_by_seq.len(), 0);
+        }
+        for (mine, theirs) in self.last_by_seq.iter_mut().zip(&other.last_by_seq) {
+            *mine = (*mine).max(*theirs);
+        }
     }
 
     pub fn lost(&self) -> u64 {
@@ -180,6 +188,7 @@ mod tests {
             received: 3,
             missing: vec![1, 0],
             short: 1,
+            last_by_seq: vec![7, 9],
             ..Outcome::default()
         };
         let two = Outcome {
@@ -188,6 +197,7 @@ mod tests {
             missing: vec![0, 1, 1],
             short: 1,
             ended: [("closed".to_owned(), 1)].into(),
+            last_by_seq: vec![8, 0, 5],
             ..Outcome::default()
         };
         one.add(&two);
@@ -195,5 +205,6 @@ mod tests {
         assert_eq!(one.missing, [1, 1, 1]);
         assert_eq!(one.lost(), 3);
         assert_eq!(one.ended["closed"], 1);
+        assert_eq!(one.last_by_seq, [8, 9, 5]);
     }
 }

@@ -317,6 +317,9 @@ impl Tally {
         };
         for (seq, at) in receipts.at.iter().enumerate().skip(1) {
             outcome.missing.push((clients - at.len()) as u64);
+            outcome
+                .last_by_seq
+                .push(at.iter().copied().max().unwrap_or(0));
             let Some(Some(sent)) = sent.get(seq) else {
                 continue;
             };
