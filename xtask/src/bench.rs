@@ -124,7 +124,15 @@ impl flags::Bench {
         let chosen = |demo: &&Demo| self.only.is_none_or(|kind| demo.kind == kind);
         let mut runs = Vec::new();
         for demo in DEMOS.iter().filter(chosen) {
-            runtime.block_on(bench(demo, &self, &env, &mut runs))?;
+            runtime.block_on(async {
+                // Ctrl-C drops the run, and with it its servers and client
+                // processes (killed when dropped); without this, the bench
+                // would die at once and leave the servers running.
+                tokio::select! {
+                    benched = bench(demo, &self, &env, &mut runs) => benched,
+                    _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+                }
+            })?;
         }
         if let Some(path) = &self.json {
             write_json(path, &env, open_files, &runs)?;

@@ -104,8 +104,8 @@ impl Worker {
     }
 }
 
-/// Forwards what client process `n` says, line by line; a line that is not
-/// the protocol's is printed as it is.
+/// Forwards what client process `n` says, line by line (a line that is not
+/// the protocol's is printed as it is), then that it has gone.
 async fn hear(
     n: usize,
     stdout: impl tokio::io::AsyncRead + Unpin,
@@ -120,4 +120,8 @@ async fn hear(
             Err(_) => say!("[clients {n}] {line}"),
         }
     }
+    // It keeps its stdout open until the bench closes its stdin: before
+    // that, this is the end of it.
+    let error = "the client process exited".to_owned();
+    let _ = said.send((n, FromWorker::Failed { error }));
 }
