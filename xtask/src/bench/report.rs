@@ -406,3 +406,105 @@ fn gib(bytes: u64) -> f64 {
 fn plural(count: usize, suffix: &str) -> &str {
     if count == 1 { "" } else { suffix }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 1000 clients, 10 broadcasts at 1/s over 10 s, on 2 cores.
+    fn numbers(server_cpu: f64, fanning_out: f64) -> Numbers {
+        Numbers {
+            servers: 1,
+            clients: 1000,
+            messages: 10,
+            rate: 1.0,
+            client_processes: 2,
+            source_addresses: 1,
+            connected_in: Duration::from_secs(1),
+            memory_before: 0,
+            memory_with_clients: 1000 * 10240,
+            client_memory: 0,
+            server_cpu_connecting: 0.0,
+            server_cpu_delivering: server_cpu,
+            client_cpu_delivering: 0.0,
+            other_cpu_delivering: 0.0,
+            delivering: Duration::from_secs(10),
+            fanouts: vec![Duration::from_secs_f64(fanning_out / 10.0); 10],
+            fanning_out: Duration::from_secs_f64(fanning_out),
+            outcome: Outcome {
+                received: 10_000,
+                missing: vec![0; 10],
+                ..Outcome::default()
+            },
+            refused: Vec::new(),
+            cores: 2,
+            pinned: false,
+            memory_total: 16 << 30,
+            memory_available: 8 << 30,
+            server_capacity: 19_928,
+            client_process_capacity: 18_000,
+        }
+    }
+
+    #[test]
+    fn the_cores_limit_when_busy_while_broadcasts_fan_out() {
+        // 2 s of server CPU over 1 s of fanning out: both cores.
+        let limit = numbers(2.0, 1.0).limit();
+        assert!(
+            limit.starts_with("the 2 cores (servers 2.00 cores"),
+            "{limit}"
+        );
+        assert!(limit.ends_with("it idled 90 % of the time"), "{limit}");
+    }
+
+    #[test]
+    fn a_quiet_machine_is_not_limited_by_its_cores() {
+        let limit = numbers(0.5, 1.0).limit();
+        assert!(
+            limit.starts_with("not the cores (servers 0.50 cores"),
+            "{limit}"
+        );
+    }
+
+    #[test]
+    fn broadcasts_fanning_out_all_along_have_queued() {
+        let limit = numbers(19.0, 9.5).limit();
+        assert!(
+            limit.ends_with("broadcasts queued behind each other: 1/s is more than this fans out"),
+            "{limit}"
+        );
+    }
+
+    #[test]
+    fn memory_running_out_comes_first_and_others_are_named() {
+        let mut tight = numbers(0.5, 1.0);
+        tight.memory_available = 1 << 30;
+        tight.other_cpu_delivering = 5.0;
+        let limit = tight.limit();
+        assert!(
+            limit.starts_with("memory (only 1.0 GiB left of 16.0)"),
+            "{limit}"
+        );
+        assert!(limit.contains("other processes took 0.50 cores"), "{limit}");
+    }
+
+    #[test]
+    fn the_figures_are_those_a_tracker_reads() {
+        let figures = numbers(0.1, 1.0).figures("websocket-demo", "alone", false);
+        let json = serde_json::to_value(&figures).unwrap();
+        for field in [
+            "clients",
+            "connect_seconds",
+            "bytes_per_connection",
+            "deliveries_per_second",
+            "server_cpu_us_per_delivery",
+            "lost",
+        ] {
+            assert!(json.get(field).is_some(), "{field} missing in {json}");
+        }
+        assert_eq!(json["bytes_per_connection"], 10240.0);
+        assert_eq!(json["deliveries_per_second"], 1000.0);
+        assert_eq!(json["server_cpu_us_per_delivery"], 10.0);
+        assert!(json["latency_ms"]["p99"].is_number());
+    }
+}
