@@ -95,7 +95,10 @@ where
     // A body that stalls would hold its buffer and connection for as long as
     // the client liked.
     let deadline = context.config.request_timeout;
-    let body = tokio::time::timeout(deadline, read_limited(body, limit))
+    // Room for what the client declared (within the limit), taken at once
+    // rather than doubled as it arrives.
+    let expected = declared.unwrap_or(0).min(limit as u64) as usize;
+    let body = tokio::time::timeout(deadline, read_limited(body, limit, expected))
         .await
         .map_err(|_| {
             let why = format!("the body did not arrive within {deadline:?}");
@@ -126,12 +129,12 @@ fn refusal(refused: Refused) -> Refusal {
 }
 
 /// Reads the body, refusing it as soon as it passes `limit` bytes.
-async fn read_limited<S, B>(mut body: S, limit: usize) -> Result<BytesMut, Refusal>
+async fn read_limited<S, B>(mut body: S, limit: usize, expected: usize) -> Result<BytesMut, Refusal>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
-    let mut collected = BytesMut::new();
+    let mut collected = BytesMut::with_capacity(expected);
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|error| {
             let why = format!("the body could not be read: {error}");

@@ -20,6 +20,7 @@ pub const DEFAULTS: Defaults = Defaults {
     port: 8080,
     heartbeat: "15s",
     stream: "demo:sse",
+    streams: &["/sse"],
     heartbeat_help: "Time between two keep-alive comments on an idle event stream",
 };
 

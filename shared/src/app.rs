@@ -40,6 +40,8 @@ impl std::error::Error for StartError {}
 /// A running server.
 pub struct Server<F> {
     pub addr: SocketAddr,
+    /// Whether it speaks TLS (`https://`, `wss://`).
+    pub tls: bool,
     pub hub: Arc<Hub<F>>,
     /// Where broadcasts are published; tests publish here too.
     pub publisher: Arc<dyn Publisher>,
@@ -64,6 +66,7 @@ impl<F: Send + Sync + 'static> Server<F> {
             }
             _ => None,
         };
+        let context_tls = tls.is_some();
         let wanted = SocketAddr::new(config.bind, config.port);
         let (listener, addr) = http::bind(wanted).await.map_err(StartError::Bind)?;
         let connection_limit = connection_limit();
@@ -83,6 +86,7 @@ impl<F: Send + Sync + 'static> Server<F> {
                 // Behind a backplane, a client may come from an instance that
                 // read a little further.
                 ahead: if config.redis.is_some() { 1024 } else { 0 },
+                backplane: config.redis.is_some(),
             },
             frame,
         );
@@ -108,7 +112,7 @@ impl<F: Send + Sync + 'static> Server<F> {
         let context = Context {
             hub: hub.clone(),
             inbox: Arc::new(inbox),
-            origins: Arc::new(Origins::new(&config.allowed_origins, addr)),
+            origins: Arc::new(Origins::new(&config.allowed_origins, addr, tls.is_some())),
             proxies: Arc::new(TrustedProxies::new(&config.trusted_proxies)),
             config: Arc::new(config),
             rejections: rejections.clone(),
@@ -135,10 +139,12 @@ impl<F: Send + Sync + 'static> Server<F> {
             ),
             request_timeout: context.config.request_timeout,
             tls,
+            streams: context.config.streams,
         };
         http::serve(listener, all_routes, transport);
         Ok(Server {
             addr,
+            tls: context_tls,
             hub,
             publisher,
             context,
@@ -251,7 +257,11 @@ where
         match Server::start(config, frame, routes).await {
             Ok(server) => {
                 // On stdout, whatever RUST_LOG says: people and `cargo xtask serve-all` look for it.
-                let line = format!("{} listening on http://{}/\n", defaults.name, server.addr);
+                let scheme = if server.tls { "https" } else { "http" };
+                let line = format!(
+                    "{} listening on {scheme}://{}/\n",
+                    defaults.name, server.addr
+                );
                 let _ = std::io::Write::write_all(&mut std::io::stdout(), line.as_bytes());
                 server.run_until(signals).await;
                 ExitCode::SUCCESS

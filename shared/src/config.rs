@@ -18,6 +18,8 @@ pub struct Defaults {
     pub heartbeat_help: &'static str,
     /// The Redis stream the demo's instances share, unless `--redis-stream`.
     pub stream: &'static str,
+    /// Paths whose responses stream for as long as the client stays (`/sse`).
+    pub streams: &'static [&'static str],
 }
 
 #[derive(Debug, Clone, Args)]
@@ -114,6 +116,11 @@ pub struct Config {
     /// The Redis stream the instances share (with --redis)
     #[arg(long, env = "DEMO_REDIS_STREAM")]
     pub redis_stream: String,
+
+    /// Paths whose responses stream for as long as the client stays: the
+    /// demo's, not an option.
+    #[arg(skip)]
+    pub streams: &'static [&'static str],
 }
 
 #[derive(Parser)]
@@ -159,7 +166,10 @@ impl Config {
             Err(error) => return from_clap_error(error),
         };
         match Cli::from_arg_matches(&matches) {
-            Ok(cli) => Parsed::Run(Box::new(cli.config)),
+            Ok(cli) => Parsed::Run(Box::new(Config {
+                streams: defaults.streams,
+                ..cli.config
+            })),
             Err(error) => from_clap_error(error),
         }
     }
@@ -267,6 +277,7 @@ mod tests {
         heartbeat: "30s",
         heartbeat_help: "Ping interval",
         stream: "demo:test",
+        streams: &[],
     };
 
     #[test]

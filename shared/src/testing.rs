@@ -332,9 +332,12 @@ pub async fn listening_on(child: &mut tokio::process::Child) -> SocketAddr {
         .expect("stdout reads")
         .expect("a line");
     let url = line
-        .split("listening on http://")
+        .split("listening on ")
         .nth(1)
         .unwrap_or_else(|| panic!("not the listening line: {line}"));
+    let url = url
+        .trim_start_matches("http://")
+        .trim_start_matches("https://");
     url.trim_end_matches('/').parse().expect("an address")
 }
 

@@ -1,13 +1,13 @@
 //! The WebSocket opening handshake (RFC 6455, section 4.2), checked strictly so
 //! that every bad request gets the status that says what is wrong.
 
+use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use shared::http::{self, Conn, Context, Refusal, check_origin, check_since};
 use shared::policy::Reason;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
@@ -15,12 +15,13 @@ use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
+use crate::outgoing::Inbound;
 use crate::session;
 use crate::watch::{Activity, Watched};
 
-/// The most bytes that may wait to be written to one client. Every frame the
-/// server sends is far smaller: broadcasts, errors and notices are short.
-const MAX_WRITE_BUFFER: usize = 64 * 1024;
+/// tungstenite's first read buffer: enough for the messages clients send
+/// (it grows for a larger one).
+const READ_BUFFER: usize = 512;
 
 #[derive(Deserialize)]
 struct Resume {
@@ -30,7 +31,7 @@ struct Resume {
 
 /// `GET /` with `Upgrade: websocket`; any other request passes on to the page.
 pub(crate) fn route(
-    context: Context<Utf8Bytes>,
+    context: Context<Bytes>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::get()
         .and(warp::path::end())
@@ -85,7 +86,7 @@ fn valid_key(key: &[u8]) -> bool {
 }
 
 fn accept(
-    context: &Context<Utf8Bytes>,
+    context: &Context<Bytes>,
     headers: &HeaderMap,
     resume: Option<Resume>,
     upgrade: Option<OnUpgrade>,
@@ -121,17 +122,12 @@ fn accept(
     let since = resume.since.as_deref();
     let subscription = context.hub.subscribe(since, evicted.clone())?;
 
-    // tungstenite's default 128 KiB read buffer per connection is most of a
-    // connection's memory; client messages are small, and the buffer grows
-    // when one is not. Writes go out when the session flushes a batch.
-    //
-    // Whatever the client does, what waits to be written to it is bounded: a
-    // client that stops reading (while it pings, say) fills its write buffer
-    // to the ceiling and is closed like any slow client.
+    // tungstenite only reads (the session writes, see outgoing.rs). Its
+    // default 128 KiB read buffer would be most of a connection's memory;
+    // client messages are small, and the buffer grows when one is not.
     let socket_config = WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(0)
-        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(Some(context.config.max_message))
         .max_frame_size(Some(context.config.max_message));
     let session_context = context.clone();
@@ -139,20 +135,20 @@ fn accept(
         match upgrade.await {
             Ok(upgraded) => {
                 let activity = Activity::new();
-                let io = Watched::new(TokioIo::new(upgraded), activity.clone());
-                let socket =
-                    WebSocketStream::from_raw_socket(io, Role::Server, Some(socket_config)).await;
+                let (reading, writer) = tokio::io::split(TokioIo::new(upgraded));
+                let reading = Watched::new(Inbound::new(reading), activity.clone());
+                let incoming =
+                    WebSocketStream::from_raw_socket(reading, Role::Server, Some(socket_config))
+                        .await;
                 // The session holds the connection: its place among the
                 // server's connections is freed when the session ends.
-                session::run(
-                    socket,
+                let client = session::Client {
+                    incoming,
+                    writer,
                     activity,
-                    subscription,
-                    evicted,
-                    session_context,
                     conn,
-                )
-                .await;
+                };
+                session::run(client, subscription, evicted, session_context).await;
             }
             Err(error) => log::debug!("{}: upgrade failed: {error}", conn.peer),
         }

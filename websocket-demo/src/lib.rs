@@ -4,15 +4,16 @@
 //! and "Something changed" whenever any client sends a message.
 
 mod handshake;
+mod outgoing;
 mod session;
 mod watch;
 
+use bytes::Bytes;
 use shared::config::Defaults;
 use shared::core::EventId;
 use shared::http::Context;
 use shared::http::pages::{self, Page};
 use shared::wire::broadcast_json;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use warp::{Filter, Rejection, Reply};
 
 pub const DEFAULTS: Defaults = Defaults {
@@ -22,6 +23,7 @@ pub const DEFAULTS: Defaults = Defaults {
     port: 8081,
     heartbeat: "30s",
     stream: "demo:websocket",
+    streams: &[],
     heartbeat_help: "Time between two pings; a client silent for two of them is disconnected",
 };
 
@@ -31,14 +33,15 @@ const PAGE: Page = Page {
     script: include_str!("../static/client.js"),
 };
 
-/// A broadcast as this server sends it: one text frame, `{"id":"...","message":"..."}`.
-pub fn frame(id: EventId, message: &str) -> Utf8Bytes {
-    broadcast_json(id, message).into()
+/// A broadcast as this server sends it: the whole WebSocket text frame,
+/// header and `{"id":"...","message":"..."}`, written as is to every client.
+pub fn frame(id: EventId, message: &str) -> Bytes {
+    outgoing::frame(outgoing::TEXT, broadcast_json(id, message).as_bytes())
 }
 
 /// Every route of the server.
 pub fn routes(
-    context: Context<Utf8Bytes>,
+    context: Context<Bytes>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let heartbeat = context.config.heartbeat;
     handshake::route(context).or(pages::routes(PAGE, heartbeat))

@@ -1,17 +1,19 @@
 //! One WebSocket client, from "Gotcha" to the close frame.
 //!
 //! The session runs a writer, a reader and a watchdog side by side. The
-//! writer sends the client's replies, the hub's broadcasts and pings; the
-//! reader handles what the client sends; the watchdog drops a client that
-//! stopped answering pings or takes too long over a message. None can hold
-//! the others up, and a write that blocks on a client that stopped reading is
-//! abandoned as soon as the hub evicts it.
+//! writer sends the hub's broadcasts (framed once for everyone), the answers
+//! to this client and pings, many frames a write; the reader handles what the
+//! client sends; the watchdog drops a client that stopped answering pings or
+//! takes too long over a message. None can hold the others up, and a write
+//! that blocks on a client that stopped reading is abandoned as soon as the
+//! hub evicts it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use bytes::Bytes;
+use futures_util::StreamExt;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
@@ -19,20 +21,23 @@ use shared::core::Subscription;
 use shared::http::{Conn, Context};
 use shared::policy::{Reason, Refused, TokenBucket};
 use shared::wire::{error_json, missed_json};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, interval, interval_at, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Error, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Error, Message};
 use tokio_util::sync::CancellationToken;
 
+use crate::outgoing::{self, Inbound, Outgoing, PONG, SERVER_PING, TEXT};
 use crate::watch::{Activity, Watched};
 
-pub(crate) type Socket = WebSocketStream<Watched<TokioIo<Upgraded>>>;
-type Sink = futures_util::stream::SplitSink<Socket, Message>;
-type Stream = futures_util::stream::SplitStream<Socket>;
+type Io = TokioIo<Upgraded>;
+/// What the client sends, read by tungstenite.
+pub(crate) type Incoming = WebSocketStream<Watched<Inbound<ReadHalf<Io>>>>;
+/// Where the server writes, by itself.
+pub(crate) type Writer = WriteHalf<Io>;
 
 /// Close code for a client evicted for not keeping up ("try again later").
 pub const CLOSE_SLOW: u16 = 1013;
@@ -45,16 +50,20 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 const PING_RATE: f64 = 2.0;
 const PING_BURST: u32 = 20;
 
+/// Frames for this client alone (answers, errors, pongs) that may wait at
+/// once; a client that floods without reading loses some.
+const REPLIES: usize = 16;
+
 /// Why a session ended.
 #[derive(Debug)]
 enum End {
-    /// The client sent a close frame.
-    ClosedByClient,
+    /// The client sent a close frame, with this code.
+    ClosedByClient(Option<u16>),
     /// The connection is gone without a close frame.
     Gone,
     /// The server is shutting down.
     Shutdown,
-    /// The client's queue overflowed, or its socket's write buffer.
+    /// The client fell too far behind.
     Slow,
     /// The client answered no ping for two intervals.
     Unresponsive,
@@ -65,21 +74,32 @@ enum End {
     Refused(CloseCode, String),
 }
 
+/// A running client: its two halves, and what is on its way to it.
+pub(crate) struct Client {
+    pub incoming: Incoming,
+    pub writer: Writer,
+    pub activity: Arc<Activity>,
+    pub conn: Conn,
+}
+
 pub(crate) async fn run(
-    socket: Socket,
-    activity: Arc<Activity>,
-    mut subscription: Subscription<Utf8Bytes>,
+    client: Client,
+    mut subscription: Subscription<Bytes>,
     evicted: CancellationToken,
-    context: Context<Utf8Bytes>,
-    conn: Conn,
+    context: Context<Bytes>,
 ) {
+    let Client {
+        mut incoming,
+        mut writer,
+        activity,
+        conn,
+    } = client;
     let peer = conn.peer;
     log::info!(
         "Opened connection 🎉 ({peer}; {} connected)",
         context.hub.client_count()
     );
-    let (mut sink, mut stream) = socket.split();
-    let (replies, mut pending_replies) = mpsc::channel(16);
+    let (replies, mut pending_replies) = mpsc::channel(REPLIES);
     let reader = Reader {
         context: &context,
         peer,
@@ -88,86 +108,71 @@ pub(crate) async fn run(
         pings: TokenBucket::new(PING_RATE, PING_BURST),
         strikes: 0,
     };
-
-    let mut opening = vec![Message::Text(Utf8Bytes::from_static(GOTCHA_JSON))];
+    let mut outgoing = Outgoing::default();
+    outgoing.push(Bytes::from_static(GOTCHA_FRAME));
     if let Some(missed) = &subscription.missed {
-        opening.push(Message::Text(missed_json(missed).into()));
+        outgoing.push(outgoing::frame(TEXT, missed_json(missed).as_bytes()));
     }
     let end = tokio::select! {
         biased;
         () = context.shutdown.cancelled() => End::Shutdown,
         () = evicted.cancelled() => End::Slow,
         end = watchdog(&activity, &context, peer) => end,
-        end = write(&mut sink, opening, &mut subscription, &mut pending_replies, &context) => end,
-        end = reader.run(&mut stream, &activity) => end,
+        end = write(&mut writer, &mut outgoing, &mut subscription, &mut pending_replies, &context) => end,
+        end = reader.run(&mut incoming, &activity) => end,
     };
     drop(subscription);
 
-    match &end {
-        End::ClosedByClient => {
-            // tungstenite queued the reply to the client's close; send it.
-            let _ = timeout(CLOSE_GRACE, sink.close()).await;
-        }
-        End::Gone | End::Unresponsive => {}
-        End::Shutdown => {
-            close(
-                &mut sink,
-                &mut stream,
-                CloseCode::Away,
-                "server shutting down",
-            )
-            .await
-        }
-        End::Slow => {
-            close(
-                &mut sink,
-                &mut stream,
-                CloseCode::from(CLOSE_SLOW),
-                "too slow: reconnect to resume",
-            )
-            .await;
-        }
-        End::Resync => {
-            let why = "broadcasts were lost upstream: reconnect to resume";
-            close(&mut sink, &mut stream, CloseCode::Restart, why).await;
-        }
+    let (code, why): (u16, &str) = match &end {
+        End::ClosedByClient(code) => (code.unwrap_or(1000), ""),
+        End::Gone | End::Unresponsive => (0, ""),
+        End::Shutdown => (1001, "server shutting down"),
+        End::Slow => (CLOSE_SLOW, "too slow: reconnect to resume"),
+        End::Resync => (1012, "broadcasts were lost upstream: reconnect to resume"),
         End::Refused(code, why) => {
             // The errors the client was sent last explain the close: send them first.
             while let Ok(reply) = pending_replies.try_recv() {
-                if timeout(CLOSE_GRACE, sink.feed(reply)).await.is_err() {
-                    break;
-                }
+                outgoing.push(reply);
             }
-            close(&mut sink, &mut stream, *code, why).await;
+            (u16::from(*code), why.as_str())
         }
+    };
+    if code != 0 {
+        close(&mut writer, &mut outgoing, &mut incoming, code, why).await;
     }
     match end {
-        End::ClosedByClient | End::Gone | End::Shutdown => {
+        End::ClosedByClient(_) | End::Gone | End::Shutdown => {
             log::info!("Closed connection 😱 ({peer})");
         }
         other => log::info!("Closed connection 😱 ({peer}): {other:?}"),
     }
+    drop(conn);
 }
 
-const GOTCHA_JSON: &str = r#"{"message":"Gotcha"}"#;
+/// The greeting, framed once.
+const GOTCHA_FRAME: &[u8] = b"\x81\x14{\"message\":\"Gotcha\"}";
 
-/// Sends a close frame, then waits briefly for the client's answer.
-async fn close(sink: &mut Sink, stream: &mut Stream, code: CloseCode, reason: &str) {
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
-    };
+/// Finishes what was on its way, sends a close frame, then waits briefly
+/// for the client's answer.
+async fn close(
+    writer: &mut Writer,
+    outgoing: &mut Outgoing,
+    incoming: &mut Incoming,
+    code: u16,
+    why: &str,
+) {
+    outgoing.push(outgoing::close(code, why));
     let handshake = async {
-        sink.send(Message::Close(Some(frame))).await?;
-        while stream.next().await.is_some() {}
-        Ok::<_, Error>(())
+        outgoing.flush(writer).await?;
+        while incoming.next().await.is_some() {}
+        Ok::<_, std::io::Error>(())
     };
     let _ = timeout(CLOSE_GRACE, handshake).await;
 }
 
 /// Ends the session when the client answered no ping for two heartbeats, or
 /// has taken longer than the request timeout over one message.
-async fn watchdog(activity: &Activity, context: &Context<Utf8Bytes>, peer: SocketAddr) -> End {
+async fn watchdog(activity: &Activity, context: &Context<Bytes>, peer: SocketAddr) -> End {
     let config = &context.config;
     let heartbeat = config.heartbeat;
     let limit = config.request_timeout;
@@ -185,60 +190,45 @@ async fn watchdog(activity: &Activity, context: &Context<Utf8Bytes>, peer: Socke
     }
 }
 
+/// Writes what is waiting, then waits for more: broadcasts, answers, pings.
 async fn write(
-    sink: &mut Sink,
-    opening: Vec<Message>,
-    subscription: &mut Subscription<Utf8Bytes>,
-    replies: &mut mpsc::Receiver<Message>,
-    context: &Context<Utf8Bytes>,
+    writer: &mut Writer,
+    outgoing: &mut Outgoing,
+    subscription: &mut Subscription<Bytes>,
+    replies: &mut mpsc::Receiver<Bytes>,
+    context: &Context<Bytes>,
 ) -> End {
-    for message in opening {
-        if let Err(error) = sink.send(message).await {
-            return ended_by(error);
-        }
-    }
     let every = context.config.heartbeat;
     let mut pings = interval_at(Instant::now() + every, every);
     loop {
-        let message = tokio::select! {
+        if outgoing.flush(writer).await.is_err() {
+            return End::Gone;
+        }
+        let next = tokio::select! {
             biased;
             Some(reply) = replies.recv() => reply,
             event = subscription.next() => match event {
-                Some(event) => Message::Text(event.frame.clone()),
+                Some(event) => event.frame.clone(),
                 // The hub let go of this client: shutdown and eviction are
                 // reported by the session's other branches, first.
                 None => return End::Resync,
             },
-            _ = pings.tick() => Message::Ping(Default::default()),
+            _ = pings.tick() => SERVER_PING,
         };
-        // Whatever else is already waiting goes out with it, in one flush.
-        let sent = async {
-            sink.feed(message).await?;
-            for _ in 1..MAX_BATCH {
-                let Some(event) = subscription.try_next() else {
-                    break;
-                };
-                sink.feed(Message::Text(event.frame.clone())).await?;
+        outgoing.push(next);
+        // Whatever else is already waiting goes out with it, in one write.
+        while !outgoing.is_full() {
+            match replies
+                .try_recv()
+                .ok()
+                .or_else(|| subscription.try_next().map(|event| event.frame.clone()))
+            {
+                Some(frame) => outgoing.push(frame),
+                None => break,
             }
-            sink.flush().await
-        };
-        if let Err(error) = sent.await {
-            return ended_by(error);
         }
     }
 }
-
-/// Why a failed write ends the session: a client whose socket's write buffer
-/// is full does not read, like one whose queue is full.
-fn ended_by(error: Error) -> End {
-    match error {
-        Error::WriteBufferFull(_) => End::Slow,
-        _ => End::Gone,
-    }
-}
-
-/// Most messages written before one flush.
-const MAX_BATCH: usize = 64;
 
 /// The page's own keep-alive, answered to its sender only: `{"ping":N}`.
 #[derive(Deserialize, Serialize)]
@@ -255,9 +245,9 @@ struct Pong {
 
 /// The reading side of a session.
 struct Reader<'a> {
-    context: &'a Context<Utf8Bytes>,
+    context: &'a Context<Bytes>,
     peer: SocketAddr,
-    replies: mpsc::Sender<Message>,
+    replies: mpsc::Sender<Bytes>,
     /// This connection's share of the message rate limit.
     bucket: TokenBucket,
     /// How often it may ping.
@@ -267,8 +257,8 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    async fn run(mut self, stream: &mut Stream, activity: &Activity) -> End {
-        while let Some(message) = stream.next().await {
+    async fn run(mut self, incoming: &mut Incoming, activity: &Activity) -> End {
+        while let Some(message) = incoming.next().await {
             return match message {
                 Ok(Message::Text(text)) => match self.receive(&text).await {
                     Ok(()) => continue,
@@ -281,8 +271,11 @@ impl Reader<'_> {
                         Err(end) => end,
                     }
                 }
-                Ok(Message::Ping(_)) => match self.pinged() {
-                    Ok(()) => continue,
+                Ok(Message::Ping(payload)) => match self.pinged() {
+                    Ok(()) => {
+                        self.send(outgoing::frame(PONG, &payload));
+                        continue;
+                    }
                     Err(end) => end,
                 },
                 Ok(Message::Frame(_)) => continue,
@@ -292,9 +285,11 @@ impl Reader<'_> {
                     self.context
                         .rejections
                         .record(Reason::Protocol, self.peer, why);
-                    End::ClosedByClient
+                    End::Refused(CloseCode::Protocol, why.into())
                 }
-                Ok(Message::Close(_)) => End::ClosedByClient,
+                Ok(Message::Close(frame)) => {
+                    End::ClosedByClient(frame.map(|frame| frame.code.into()))
+                }
                 Ok(Message::Binary(_)) => self.refuse(
                     Reason::Binary,
                     CloseCode::Unsupported,
@@ -313,7 +308,7 @@ impl Reader<'_> {
                 Err(Error::Protocol(error)) => {
                     self.refuse(Reason::Protocol, CloseCode::Protocol, error.to_string())
                 }
-                Err(error) => ended_by(error),
+                Err(_) => End::Gone,
             };
         }
         End::Gone
@@ -339,7 +334,7 @@ impl Reader<'_> {
         if let Ok(Ping { ping }) = serde_json::from_str(text) {
             self.pinged()?;
             let pong = serde_json::to_string(&Pong { pong: ping }).unwrap_or_default();
-            let _ = self.replies.try_send(Message::Text(pong.into()));
+            self.send(outgoing::frame(TEXT, pong.as_bytes()));
             return Ok(());
         }
         let inbox = &self.context.inbox;
@@ -367,8 +362,13 @@ impl Reader<'_> {
 
     fn reply(&self, refused: &Refused) {
         let error = error_json(&refused.to_string());
-        // A client that floods errors without reading them loses some.
-        let _ = self.replies.try_send(Message::Text(error.into()));
+        self.send(outgoing::frame(TEXT, error.as_bytes()));
+    }
+
+    /// Queues a frame for this client; a client that floods without reading
+    /// loses some.
+    fn send(&self, frame: Bytes) {
+        let _ = self.replies.try_send(frame);
     }
 }
 
@@ -378,8 +378,9 @@ mod tests {
     use shared::wire::{GOTCHA, Message as WireMessage};
 
     #[test]
-    fn gotcha_is_the_wire_message() {
-        assert_eq!(GOTCHA_JSON, WireMessage::new(GOTCHA).to_json());
+    fn gotcha_is_the_wire_message_framed() {
+        let json = WireMessage::new(GOTCHA).to_json();
+        assert_eq!(GOTCHA_FRAME, &outgoing::frame(TEXT, json.as_bytes())[..]);
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use common::{close_code, connect_and_greet, next_json, seq, start};
 use futures_util::SinkExt;
 use serde_json::{Value, json};
@@ -13,9 +14,9 @@ use shared::testing::hostile;
 use shared::testing::redis::Redis;
 use shared::testing::{PATIENCE, Random, eventually, http, request};
 use tokio::time::{Instant, timeout};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Message;
 
-fn up(server: &Server<Utf8Bytes>) -> bool {
+fn up(server: &Server<Bytes>) -> bool {
     server
         .publisher
         .backplane()
@@ -24,7 +25,7 @@ fn up(server: &Server<Utf8Bytes>) -> bool {
 
 /// `count` instances on the Redis at `url`, each with `options` too, once
 /// they have all reached it.
-async fn instances(count: usize, url: &str, options: &[&str]) -> Vec<Server<Utf8Bytes>> {
+async fn instances(count: usize, url: &str, options: &[&str]) -> Vec<Server<Bytes>> {
     let mut servers = Vec::new();
     for _ in 0..count {
         let mut all = vec!["--redis", url];

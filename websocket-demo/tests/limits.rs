@@ -191,3 +191,25 @@ async fn an_id_too_long_to_be_one_is_refused_and_never_echoed() {
     assert_eq!(next_json(&mut client).await["message"], "Gotcha");
     assert_eq!(next_json(&mut client).await["reason"], "unknown");
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_with_1013_and_told_so() {
+    let server = start(&["--interval", "60m", "--client-queue", "64"]).await;
+    let mut stalled = RawSocket::open(server.addr).await;
+    eventually("the client joined", || server.hub.client_count() == 1).await;
+    // Far more than the socket's buffers and the client's queue take.
+    let kib = "x".repeat(1024);
+    for _ in 0..4000 {
+        server.hub.publish(&kib);
+        tokio::task::yield_now().await;
+        if server.hub.stats.slow_disconnects.load(Ordering::Relaxed) == 1 {
+            break;
+        }
+    }
+    eventually("the client was cut off", || {
+        server.hub.stats.slow_disconnects.load(Ordering::Relaxed) == 1
+    })
+    .await;
+    // Reading again: what was on its way, whole, then the close frame.
+    assert_eq!(stalled.close_code().await, Some(1013));
+}

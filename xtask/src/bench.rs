@@ -19,8 +19,8 @@
 //! starts and hears them, `wire.rs` is what they say to each other, and
 //! `clients.rs` how a client talks to a server. `report.rs` prints the
 //! numbers and writes `--json`; `histogram.rs` keeps the latencies,
-//! `system.rs` reads `/proc` and pins processes, `tls.rs` makes `--tls`'s
-//! certificate.
+//! `system.rs` reads `/proc` and pins processes, `tls.rs` is `--tls`'s
+//! clients' side.
 
 mod clients;
 mod histogram;
@@ -32,7 +32,7 @@ mod wire;
 mod worker;
 mod workers;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -87,7 +87,7 @@ impl flags::Bench {
         if !self.no_build {
             build()?;
         }
-        let client_exe = target_dir()
+        let client_exe = servers::target_dir()
             .join("release")
             .join(format!("xtask{}", std::env::consts::EXE_SUFFIX));
         if !client_exe.exists() {
@@ -106,7 +106,7 @@ impl flags::Bench {
             system::pin(std::process::id(), CLIENT_CORE)?;
         }
         let certificate = match self.tls {
-            true => Some(tls::Certificate::in_folder(&target_dir().join("tls"))?),
+            true => Some(servers::tls::Certificate::generated()?),
             false => None,
         };
         let client_process_capacity = open_files.saturating_sub(CLIENT_SPARE).max(1) as usize;
@@ -163,12 +163,6 @@ fn build() -> Result<()> {
         bail!("building the servers and the clients failed ({status})");
     }
     Ok(())
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| servers::root().join("target"))
 }
 
 /// One server's benchmark: alone, or over instances sharing Redis and then

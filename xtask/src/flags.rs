@@ -1,6 +1,7 @@
 //! Every task's options, in one place; `cargo xtask <task> --help` prints them.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::error::ErrorKind;
@@ -28,6 +29,11 @@ pub enum Task {
     /// on the port given plus 2(k-1): by default WebSocket on 8081, 8083,
     /// 8085... and SSE on 8080, 8082, 8084..., which never collide. If any
     /// instance stops by itself, all are stopped.
+    ///
+    /// With --proxy, nginx (configured by deploy/nginx.conf) listens in front
+    /// of the instances, by default on 9081 (WebSocket) and 9080 (SSE): the
+    /// URLs to open. With --tls, both serve https:// and wss:// (and HTTP/2)
+    /// with a self-signed certificate made into target/tls/, or the one given.
     ServeAll(ServeAll),
     /// Check both demo pages in headless Chromium.
     ///
@@ -35,6 +41,10 @@ pub enum Task {
     /// Chromium (Debian's chromium package), prints PASS or FAIL for each
     /// check, and saves screenshots under target/e2e/. Exits non-zero if any
     /// check fails.
+    ///
+    /// Then runs instances sharing a Redis of its own (redis-server), behind
+    /// nginx with deploy/nginx.conf, and over TLS with the certificate in
+    /// target/tls/ (made if missing).
     E2e(E2e),
     /// Measure both servers with many clients.
     ///
@@ -70,6 +80,26 @@ pub struct ServeAll {
     /// (e.g. redis://127.0.0.1:6379/; DEMO_REDIS_URL is not used)
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
+    /// Put nginx, configured by deploy/nginx.conf, in front of the instances
+    /// (needs --redis)
+    #[arg(long)]
+    pub proxy: bool,
+    /// nginx's port for the WebSocket demo (0 picks a free one)
+    #[arg(long, value_name = "N", value_parser = port, default_value_t = 9081, requires = "proxy")]
+    pub proxy_ws_port: u16,
+    /// nginx's port for the Server-Sent Events demo (0 picks a free one)
+    #[arg(long, value_name = "N", value_parser = port, default_value_t = 9080, requires = "proxy")]
+    pub proxy_sse_port: u16,
+    /// Serve https:// and wss:// (HTTP/2 and HTTP/1.1) with a self-signed
+    /// certificate for localhost, made into target/tls/ once and reused
+    #[arg(long)]
+    pub tls: bool,
+    /// Serve with this certificate chain (PEM) instead; implies --tls
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Run the binaries already built
     #[arg(long)]
     pub no_build: bool,
@@ -190,8 +220,32 @@ impl ServeAll {
         }
     }
 
+    /// Whether to serve https:// and wss://.
+    pub fn over_tls(&self) -> bool {
+        self.tls || self.tls_cert.is_some()
+    }
+
+    /// nginx's port in front of `kind`'s instances (0: a free one).
+    pub fn proxy_port(&self, kind: Kind) -> u16 {
+        match kind {
+            Kind::WebSocket => self.proxy_ws_port,
+            Kind::Sse => self.proxy_sse_port,
+        }
+    }
+
     fn check(&self) -> Result<()> {
         instances_need_redis(self.instances, self.redis.as_deref())?;
+        if self.proxy && self.redis.is_none() {
+            bail!(
+                "--proxy needs --redis URL: instances behind a proxy must share one Redis stream"
+            );
+        }
+        if self.proxy && self.over_tls() {
+            bail!(
+                "--proxy and --tls do not go together: deploy/nginx.conf speaks plain HTTP \
+                 to the instances (a deployment ends TLS in nginx)"
+            );
+        }
         let last = self.instances - 1;
         for (kind, flag) in [(Kind::WebSocket, "--ws-port"), (Kind::Sse, "--sse-port")] {
             let base = self.base_port(kind);
@@ -210,6 +264,24 @@ impl ServeAll {
                  one odd and one even port, or ports further apart"
             );
         }
+        if self.proxy {
+            let (ws_proxy, sse_proxy) = (self.proxy_ws_port, self.proxy_sse_port);
+            if ws_proxy != 0 && ws_proxy == sse_proxy {
+                bail!(
+                    "nginx cannot listen on port {ws_proxy} for both demos: \
+                     give --proxy-ws-port and --proxy-sse-port different ports"
+                );
+            }
+            let taken = |port: &u16| {
+                *port != 0 && (ws.contains(port) || ports(Kind::Sse).any(|each| each == *port))
+            };
+            if let Some(port) = [ws_proxy, sse_proxy].iter().find(|port| taken(port)) {
+                bail!(
+                    "nginx and an instance would both listen on port {port}: \
+                     give --proxy-ws-port and --proxy-sse-port other ports"
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -226,12 +298,17 @@ fn instances_need_redis(instances: usize, redis: Option<&str>) -> Result<()> {
 }
 
 /// Clap's message without its "error: " label, usage and tips, which take
-/// several lines; keeps the possible values when it lists them.
+/// several lines; keeps the possible values when it lists them, and the
+/// options it lists after a colon ("required arguments were not provided:").
 fn first_line(error: &clap::Error) -> String {
     let rendered = error.render().to_string();
     let mut lines = rendered.lines().map(str::trim);
     let first = lines.next().unwrap_or_default();
     let first = first.strip_prefix("error: ").unwrap_or(first);
+    if first.ends_with(':') {
+        let listed: Vec<&str> = lines.take_while(|line| !line.is_empty()).collect();
+        return format!("{first} {}", listed.join(", "));
+    }
     match lines.find(|line| line.starts_with("[possible values:")) {
         Some(values) => format!("{first} {values}"),
         None => first.to_owned(),
@@ -342,6 +419,55 @@ mod tests {
             "3 instances from --sse-port 65532 go past port 65535"
         );
         serve_all("--instances 2 --redis redis://x/ --ws-port 9000 --sse-port 9004");
+    }
+
+    #[test]
+    fn nginx_listens_on_9081_and_9080_unless_told() {
+        let serve = serve_all("--proxy --redis redis://x/");
+        assert_eq!(
+            (
+                serve.proxy_port(Kind::WebSocket),
+                serve.proxy_port(Kind::Sse)
+            ),
+            (9081, 9080)
+        );
+        let free = serve_all("--proxy --redis redis://x/ --proxy-ws-port 0 --proxy-sse-port 0");
+        assert_eq!(free.proxy_port(Kind::WebSocket), 0);
+        assert!(!serve.over_tls());
+        assert!(serve_all("--tls-cert c.pem --tls-key k.pem").over_tls());
+    }
+
+    #[test]
+    fn a_proxy_needs_redis_plain_http_and_ports_of_its_own() {
+        assert_eq!(
+            one_line_error("serve-all --proxy"),
+            "--proxy needs --redis URL: instances behind a proxy must share one Redis stream"
+        );
+        assert_eq!(
+            one_line_error("serve-all --proxy --redis redis://x/ --tls"),
+            "--proxy and --tls do not go together: deploy/nginx.conf speaks plain HTTP \
+             to the instances (a deployment ends TLS in nginx)"
+        );
+        assert_eq!(
+            one_line_error("serve-all --proxy --redis redis://x/ --proxy-sse-port 9081"),
+            "nginx cannot listen on port 9081 for both demos: \
+             give --proxy-ws-port and --proxy-sse-port different ports"
+        );
+        assert_eq!(
+            one_line_error(
+                "serve-all --proxy --redis redis://x/ --instances 2 --proxy-ws-port 8083"
+            ),
+            "nginx and an instance would both listen on port 8083: \
+             give --proxy-ws-port and --proxy-sse-port other ports"
+        );
+        assert_eq!(
+            one_line_error("serve-all --proxy-ws-port 9000"),
+            "the following required arguments were not provided: --proxy (see --help)"
+        );
+        assert_eq!(
+            one_line_error("serve-all --tls-cert c.pem"),
+            "the following required arguments were not provided: --tls-key <FILE> (see --help)"
+        );
     }
 
     #[test]

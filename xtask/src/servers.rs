@@ -1,4 +1,9 @@
-//! The two demo servers: what they are, and building, finding and starting them.
+//! The two demo servers: what they are, and building, finding and starting
+//! them. What goes with them lives beside: `proxy.rs`, nginx in front of
+//! their instances; `tls.rs`, the certificate they serve https:// with.
+
+pub mod proxy;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -69,6 +74,13 @@ pub fn root() -> PathBuf {
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
 }
 
+/// Where cargo builds: `target/` unless `CARGO_TARGET_DIR` says otherwise.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
@@ -99,9 +111,7 @@ pub fn build(profile: Profile) -> Result<()> {
 
 /// Where `cargo build` put a server's binary.
 pub fn binary(demo: &Demo, profile: Profile) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
+    let target = target_dir();
     let folder = match profile {
         Profile::Debug => "debug",
         Profile::Release => "release",
@@ -289,9 +299,42 @@ impl Server {
     }
 }
 
+/// How an exit is told: `exit status: 1`.
+pub fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(status) => status.to_string(),
+        Err(error) => format!("unknown status ({error})"),
+    }
+}
+
+/// A port free now on 127.0.0.1, for a server whose port must be known
+/// before it starts (its origins name it). Taken below the kernel's range of
+/// ephemeral ports (32768 and up), where port 0 and outgoing connections
+/// take theirs, so that nothing started meanwhile takes it first.
+pub fn free_port() -> Result<u16> {
+    for attempt in 0..100u64 {
+        let random = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), attempt);
+        let port = 20_000 + (random % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free port between 20000 and 32000")
+}
+
+/// A server's page URL over TLS (the servers say `https://` themselves; this
+/// keeps a URL given as `http://` right).
+pub fn https(url: &str) -> String {
+    match url.strip_prefix("http://") {
+        Some(rest) => format!("https://{rest}"),
+        None => url.to_owned(),
+    }
+}
+
 /// The address in a page URL such as `http://127.0.0.1:8081/`.
 pub fn addr(url: &str) -> Result<SocketAddr> {
     url.trim_start_matches("http://")
+        .trim_start_matches("https://")
         .trim_end_matches('/')
         .parse()
         .with_context(|| format!("not an address: {url}"))
@@ -304,7 +347,7 @@ pub async fn healthy(url: &str, patience: Duration) -> Result<()> {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
         // A frozen server must not hang the wait.
-        let answer = tokio::time::timeout(Duration::from_secs(2), health(addr))
+        let answer = tokio::time::timeout(Duration::from_secs(2), get(addr, "/healthz"))
             .await
             .unwrap_or_else(|_| Err(anyhow!("no answer within 2 s")));
         if matches!(&answer, Ok(answer) if answer.starts_with("HTTP/1.1 200")) {
@@ -319,12 +362,11 @@ pub async fn healthy(url: &str, patience: Duration) -> Result<()> {
     }
 }
 
-/// The whole answer to `GET /healthz`.
-async fn health(addr: SocketAddr) -> Result<String> {
+/// The whole answer to `GET path`, over plain HTTP/1.1.
+pub async fn get(addr: SocketAddr, path: &str) -> Result<String> {
     let mut stream = TcpStream::connect(addr).await?;
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await?;
     Ok(answer)

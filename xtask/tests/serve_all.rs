@@ -1,6 +1,7 @@
 //! `cargo xtask serve-all`, run as a user would: both servers answer, Ctrl-C
 //! stops both, and a server that cannot start stops everything with a reason;
-//! the same with two instances of each sharing a Redis of the test's own.
+//! the same with two instances of each sharing a Redis of the test's own,
+//! then behind nginx, and over TLS with the certificate serve-all makes.
 
 // The task's own Redis starter: one way to start it, for the task and the test.
 #[path = "../src/redis.rs"]
@@ -50,8 +51,8 @@ struct Lines {
 }
 
 impl Lines {
-    /// Waits for the line starting with `label` and returns the URL it ends with.
-    fn url_after(&mut self, label: &str) -> SocketAddr {
+    /// Waits for the line starting with `label` and returns the rest of it.
+    fn after(&mut self, label: &str) -> String {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -61,13 +62,17 @@ impl Lines {
                 .unwrap_or_else(|_| panic!("no line {label:?} after {:#?}", self.seen));
             self.seen.push(line.clone());
             if let Some(rest) = line.strip_prefix(label) {
-                let url = rest
-                    .trim()
-                    .trim_start_matches("http://")
-                    .trim_end_matches('/');
-                return url.parse().expect("an address");
+                return rest.trim().to_owned();
             }
         }
+    }
+
+    /// Waits for the line starting with `label` and returns the address of the
+    /// http:// URL it ends with.
+    fn url_after(&mut self, label: &str) -> SocketAddr {
+        let url = self.after(label);
+        let addr = url.strip_prefix("http://").expect("an http:// URL");
+        addr.trim_end_matches('/').parse().expect("an address")
     }
 
     /// Every line, once serve-all has exited.
@@ -288,4 +293,212 @@ fn an_instance_that_cannot_start_stops_all_and_says_which_and_why() {
     );
     assert!(last.contains("Address already in use"), "{stderr}");
     assert!(last.ends_with("stopped the other 3 too"), "{stderr}");
+}
+
+#[test]
+fn a_proxy_without_redis_is_refused_in_one_line() {
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["serve-all", "--proxy", "--no-build"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "[xtask] error: --proxy needs --redis URL: \
+         instances behind a proxy must share one Redis stream"
+    );
+    assert!(output.stdout.is_empty(), "it started something");
+}
+
+/// Whether something accepts connections at `addr`.
+fn accepts(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+}
+
+#[test]
+fn behind_nginx_both_demos_answer_through_it_and_ctrl_c_stops_nginx_too() {
+    let redis = redis::Redis::start().unwrap_or_else(|why| panic!("{why:#}"));
+    let (mut child, mut lines) = serve_all(&[
+        "--instances",
+        "2",
+        "--redis",
+        &redis.url(),
+        "--proxy",
+        "--ws-port",
+        "0",
+        "--sse-port",
+        "0",
+        "--proxy-ws-port",
+        "0",
+        "--proxy-sse-port",
+        "0",
+        "--interval",
+        "200ms",
+    ]);
+    let instances = [
+        "[xtask] WebSocket demo 1:",
+        "[xtask] WebSocket demo 2:",
+        "[xtask] Server-Sent Events demo 1:",
+        "[xtask] Server-Sent Events demo 2:",
+    ]
+    .map(|label| lines.url_after(label));
+    let proxies = [
+        "[xtask] WebSocket demo through nginx:",
+        "[xtask] Server-Sent Events demo through nginx:",
+    ]
+    .map(|label| lines.url_after(label));
+    for addr in proxies {
+        assert_eq!(
+            get_status(addr, "/"),
+            "HTTP/1.1 200 OK",
+            "the page via {addr}"
+        );
+        // Through nginx, from an instance that has reached Redis.
+        healthy(addr);
+    }
+
+    ctrl_c(&mut child);
+    for addr in proxies.iter().chain(&instances) {
+        assert!(!accepts(*addr), "{addr} still accepts connections");
+    }
+    let lines = lines.all();
+    assert!(
+        lines.contains(&"[xtask] nginx and all 4 servers stopped".to_owned()),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn nginx_that_cannot_start_stops_all_and_says_why() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    // Nothing listens on port 1: the instances start all the same.
+    let (mut child, _lines) = serve_all(&[
+        "--instances",
+        "2",
+        "--redis",
+        "redis://127.0.0.1:1/",
+        "--proxy",
+        "--ws-port",
+        "0",
+        "--sse-port",
+        "0",
+        "--proxy-ws-port",
+        &port,
+        "--proxy-sse-port",
+        "0",
+    ]);
+    let status = wait_with_timeout(&mut child, PATIENCE);
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    drop(taken);
+    assert_eq!(status.expect("serve-all gives up").code(), Some(1));
+    let stderr = stderr_of(&mut child);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("[xtask] error: nginx stopped by itself"),
+        "{stderr}"
+    );
+    assert!(last.contains("Address already in use"), "{stderr}");
+    assert!(last.ends_with("stopped all 4 servers too"), "{stderr}");
+}
+
+/// A TLS client that trusts the certificate in `cert` (PEM) alone, offering `alpn`.
+fn tls_client(cert: &str, alpn: &[&[u8]]) -> rustls::ClientConnection {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for der in CertificateDer::pem_file_iter(cert).expect("the certificate is readable") {
+        roots.add(der.expect("PEM")).expect("a root");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|each| each.to_vec()).collect();
+    let name = ServerName::try_from("localhost").unwrap();
+    rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap()
+}
+
+/// The status line of `GET path` over TLS (HTTP/1.1), trusting `cert` alone.
+fn https_status(addr: SocketAddr, path: &str, cert: &str) -> String {
+    let tcp = TcpStream::connect(addr).expect("the server accepts");
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut tls = rustls::StreamOwned::new(tls_client(cert, &[b"http/1.1"]), tcp);
+    write!(
+        tls,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("the handshake succeeds, with a certificate for localhost");
+    let mut response = Vec::new();
+    // A close without close_notify ends the read with an error: the answer is in.
+    let _ = tls.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response);
+    response.lines().next().unwrap_or_default().to_owned()
+}
+
+/// The protocol the server picks by ALPN when offered HTTP/2 and HTTP/1.1.
+fn alpn_chosen(addr: SocketAddr, cert: &str) -> Option<Vec<u8>> {
+    let mut tcp = TcpStream::connect(addr).expect("the server accepts");
+    let mut client = tls_client(cert, &[b"h2", b"http/1.1"]);
+    while client.is_handshaking() {
+        client
+            .complete_io(&mut tcp)
+            .expect("the handshake succeeds");
+    }
+    client.alpn_protocol().map(<[u8]>::to_vec)
+}
+
+#[test]
+fn over_tls_both_answer_https_with_the_made_certificate_and_ctrl_c_stops_both() {
+    let (mut child, mut lines) = serve_all(&[
+        "--tls",
+        "--ws-port",
+        "0",
+        "--sse-port",
+        "0",
+        "--interval",
+        "200ms",
+    ]);
+    let urls = [
+        "[xtask] WebSocket demo:",
+        "[xtask] Server-Sent Events demo:",
+    ]
+    .map(|label| lines.after(label));
+    let cert = lines.after("[xtask] Certificate:");
+    let addrs = urls.clone().map(|url| {
+        let addr = url.strip_prefix("https://").expect("an https:// URL");
+        addr.trim_end_matches('/')
+            .parse::<SocketAddr>()
+            .expect("an address")
+    });
+    for addr in addrs {
+        assert_eq!(https_status(addr, "/", &cert), "HTTP/1.1 200 OK", "{addr}");
+        assert_eq!(
+            https_status(addr, "/healthz", &cert),
+            "HTTP/1.1 200 OK",
+            "{addr}"
+        );
+        assert_eq!(
+            alpn_chosen(addr, &cert).as_deref(),
+            Some(&b"h2"[..]),
+            "{addr}"
+        );
+    }
+
+    ctrl_c(&mut child);
+    for addr in addrs {
+        assert!(!accepts(addr), "{addr} still accepts connections");
+    }
+    let lines = lines.all();
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("--ignore-certificate-errors-spki-list=")),
+        "no word on trusting the certificate in {lines:#?}"
+    );
 }

@@ -1,10 +1,11 @@
-//! The broadcast hub: every broadcast is framed once, kept in a bounded replay
-//! buffer, and handed to every subscriber's bounded queue.
+//! The broadcast hub: every broadcast is framed once and kept in one bounded
+//! ring, which is both the replay buffer and every subscriber's queue: each
+//! subscriber is a cursor into it.
 //!
 //! The hub holds its lock only for plain memory work (never across an
-//! `.await`), and a subscriber whose queue is full is evicted on the spot
-//! rather than waited for, so one stalled client can neither slow the others
-//! nor grow memory.
+//! `.await`), and a subscriber that falls more than `client_queue`
+//! broadcasts behind is evicted on the spot rather than waited for, so one
+//! stalled client can neither slow the others nor grow memory.
 //!
 //! Broadcasts come in two ways: [`Hub::publish`] gives the next id of this
 //! process's own run (the in-process publisher), and [`Hub::deliver`] takes
@@ -13,9 +14,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::id::EventId;
@@ -74,6 +75,9 @@ pub struct HubConfig {
     /// still be waited for: with a backplane, a client may come from an
     /// instance that has read a little further. 0 without one.
     pub ahead: u64,
+    /// Whether broadcasts come from a backplane, whose history
+    /// ([`Hub::load`]) must be in before a resume can be judged.
+    pub backplane: bool,
 }
 
 impl Default for HubConfig {
@@ -83,6 +87,7 @@ impl Default for HubConfig {
             client_queue: 1024,
             max_clients: 100_000,
             ahead: 0,
+            backplane: false,
         }
     }
 }
@@ -93,6 +98,8 @@ pub enum SubscribeError {
     Full,
     /// The server is shutting down.
     Closed,
+    /// A backplane's history is not loaded yet: a resume cannot be judged.
+    Starting,
 }
 
 /// Counters the hub keeps as it works.
@@ -110,19 +117,29 @@ pub struct Hub<F> {
     pub stats: HubStats,
 }
 
+/// The broadcasts and who reads them: one ring, shared by every subscriber,
+/// each with a cursor into it. Nothing is queued per client: a broadcast is
+/// pushed once, and the subscribers waiting for it are woken.
 struct State<F> {
     /// The run of the newest broadcast: this process's own, or the run of
     /// the ids a backplane delivers.
     run: u64,
     last_seq: u64,
-    replay: VecDeque<Arc<Event<F>>>,
-    subscribers: HashMap<u64, Subscriber<F>>,
+    /// The newest broadcasts, oldest first: as many as the replay buffer and
+    /// the longest client queue need.
+    ring: VecDeque<Arc<Event<F>>>,
+    subscribers: HashMap<u64, Subscriber>,
     next_key: u64,
     closed: bool,
+    /// Whether the history is in: at once without a backplane.
+    loaded: bool,
 }
 
-struct Subscriber<F> {
-    queue: mpsc::Sender<Arc<Event<F>>>,
+struct Subscriber {
+    /// The `seq` of the next broadcast this subscriber reads.
+    cursor: u64,
+    /// Set while it waits for a broadcast past the newest.
+    waker: Option<Waker>,
     evicted: CancellationToken,
 }
 
@@ -139,10 +156,11 @@ impl<F> Hub<F> {
             state: Mutex::new(State {
                 run,
                 last_seq: 0,
-                replay: VecDeque::with_capacity(config.replay),
+                ring: VecDeque::with_capacity(config.replay.max(config.client_queue)),
                 subscribers: HashMap::new(),
                 next_key: 0,
                 closed: false,
+                loaded: !config.backplane,
             }),
             stats: HubStats::default(),
         })
@@ -154,6 +172,12 @@ impl<F> Hub<F> {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many broadcasts the ring keeps: enough to replay, and enough for
+    /// the slowest client the queue allows.
+    fn ring_size(&self) -> usize {
+        self.config.replay.max(self.config.client_queue).max(1)
     }
 
     /// Broadcasts `message` to every subscriber, with the next id of this
@@ -192,48 +216,85 @@ impl<F> Hub<F> {
                     seq: state.last_seq
                 }
             );
-            state.replay.clear();
-            state.subscribers.clear();
+            state.ring.clear();
+            let wakers: Vec<Waker> = state
+                .subscribers
+                .drain()
+                .filter_map(|(_, subscriber)| subscriber.waker)
+                .collect();
+            wakers.into_iter().for_each(Waker::wake);
         }
         if id.run != state.run {
+            // The first of a run, with nothing lost: whoever is subscribed
+            // (having seen nothing yet) reads on from it.
             state.run = id.run;
-            state.replay.clear();
+            state.ring.clear();
+            for subscriber in state.subscribers.values_mut() {
+                subscriber.cursor = id.seq;
+            }
         }
         self.fan_out(state, id, message);
         true
     }
 
-    /// Frames `message` once, keeps it, and queues it for every subscriber,
-    /// all under the lock so that every queue sees the same order.
+    /// Takes in a backplane's history, oldest first (ids of one run): kept
+    /// for clients that resume, not delivered to anyone. Whoever subscribed
+    /// before reads on from what comes after it.
+    pub fn load<'a>(&self, history: impl IntoIterator<Item = (EventId, &'a str)>) {
+        let mut state = self.state();
+        let size = self.ring_size();
+        for (id, message) in history {
+            if id.run != state.run {
+                state.run = id.run;
+                state.ring.clear();
+            }
+            if state.ring.len() == size {
+                state.ring.pop_front();
+            }
+            let frame = (self.frame)(id, message);
+            state.ring.push_back(Arc::new(Event { id, frame }));
+            state.last_seq = id.seq;
+        }
+        let next = state.last_seq + 1;
+        for subscriber in state.subscribers.values_mut() {
+            subscriber.cursor = next;
+        }
+        state.loaded = true;
+    }
+
+    /// Frames `message` once, keeps it in the ring, evicts the subscribers
+    /// it leaves too far behind, and wakes those waiting for it. The waking
+    /// happens after the lock is released.
     fn fan_out(&self, mut state: MutexGuard<'_, State<F>>, id: EventId, message: &str) {
         state.last_seq = id.seq;
         let event = Arc::new(Event {
             id,
             frame: (self.frame)(id, message),
         });
-        if self.config.replay > 0 {
-            if state.replay.len() == self.config.replay {
-                state.replay.pop_front();
-            }
-            state.replay.push_back(event.clone());
+        if state.ring.len() == self.ring_size() {
+            state.ring.pop_front();
         }
-        let mut delivered = 0;
+        state.ring.push_back(event);
+        // A subscriber may fall this far behind: `client_queue` broadcasts
+        // waiting for it, and never past what the ring still holds.
+        let oldest_kept = state.ring.front().map_or(id.seq, |event| event.id.seq);
+        let queue = self.config.client_queue as u64;
+        let mut wakers = Vec::new();
         let mut evicted = 0;
-        state.subscribers.retain(
-            |_, subscriber| match subscriber.queue.try_send(event.clone()) {
-                Ok(()) => {
-                    delivered += 1;
-                    true
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    subscriber.evicted.cancel();
-                    evicted += 1;
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            },
-        );
+        state.subscribers.retain(|_, subscriber| {
+            let waiting = (id.seq + 1).saturating_sub(subscriber.cursor);
+            if waiting > queue || subscriber.cursor < oldest_kept {
+                subscriber.evicted.cancel();
+                wakers.extend(subscriber.waker.take());
+                evicted += 1;
+                return false;
+            }
+            wakers.extend(subscriber.waker.take());
+            true
+        });
+        let delivered = state.subscribers.len() as u64;
         drop(state);
+        wakers.into_iter().for_each(Waker::wake);
         self.stats.broadcasts.fetch_add(1, Ordering::Relaxed);
         self.stats
             .deliveries
@@ -248,15 +309,14 @@ impl<F> Hub<F> {
 
     /// Adds a subscriber. With `since`, the id of the last broadcast the client
     /// saw, the subscription first yields every later broadcast still kept, then
-    /// live ones: no gap and no duplicate, since both are taken under one lock.
+    /// live ones: no gap and no duplicate, since both are read from one ring.
     ///
-    /// `evicted` is cancelled if the subscriber's queue overflows.
+    /// `evicted` is cancelled if the subscriber falls too far behind.
     pub fn subscribe(
         self: &Arc<Self>,
         since: Option<&str>,
         evicted: CancellationToken,
     ) -> Result<Subscription<F>, SubscribeError> {
-        let (queue, receiver) = mpsc::channel(self.config.client_queue.max(1));
         let mut state = self.state();
         if state.closed {
             return Err(SubscribeError::Closed);
@@ -264,27 +324,32 @@ impl<F> Hub<F> {
         if state.subscribers.len() >= self.config.max_clients {
             return Err(SubscribeError::Full);
         }
-        let (backlog, missed, skip_through) = match since {
-            None => (VecDeque::new(), None, None),
-            Some(since) => match replay_after(&state, since, self.config.ahead) {
-                Ok(Resume::From(backlog)) => (backlog, None, None),
-                Ok(Resume::Ahead(id)) => (VecDeque::new(), None, Some(id)),
+        if since.is_some() && !state.loaded {
+            return Err(SubscribeError::Starting);
+        }
+        let live = state.last_seq + 1;
+        let (cursor, missed) = match since {
+            None => (live, None),
+            Some(since) => match resume_at(&state, since, &self.config) {
+                Ok(cursor) => (cursor, None),
                 Err(reason) => {
                     let since = since.to_owned();
-                    (VecDeque::new(), Some(Missed { since, reason }), None)
+                    (live, Some(Missed { since, reason }))
                 }
             },
         };
         let key = state.next_key;
         state.next_key += 1;
-        state.subscribers.insert(key, Subscriber { queue, evicted });
+        let subscriber = Subscriber {
+            cursor,
+            waker: None,
+            evicted,
+        };
+        state.subscribers.insert(key, subscriber);
         Ok(Subscription {
             hub: self.clone(),
             key,
             missed,
-            backlog,
-            receiver,
-            skip_through,
         })
     }
 
@@ -293,7 +358,13 @@ impl<F> Hub<F> {
     pub fn close(&self) {
         let mut state = self.state();
         state.closed = true;
-        state.subscribers.clear();
+        let wakers: Vec<Waker> = state
+            .subscribers
+            .drain()
+            .filter_map(|(_, subscriber)| subscriber.waker)
+            .collect();
+        drop(state);
+        wakers.into_iter().for_each(Waker::wake);
     }
 
     pub fn client_count(&self) -> usize {
@@ -311,62 +382,84 @@ impl<F> Hub<F> {
         (seq > 0).then_some(EventId { run, seq })
     }
 
+    /// The next broadcast for subscriber `key`, if there is one; `Err` when
+    /// it is no longer subscribed. With `waker`, a subscriber with nothing
+    /// to read is woken by the next broadcast.
+    fn read(&self, key: u64, waker: Option<&Waker>) -> Result<Option<Arc<Event<F>>>, Gone> {
+        let mut state = self.state();
+        let oldest_kept = state.ring.front().map(|event| event.id.seq);
+        let last_seq = state.last_seq;
+        let State {
+            ring, subscribers, ..
+        } = &mut *state;
+        let subscriber = subscribers.get_mut(&key).ok_or(Gone)?;
+        if subscriber.cursor <= last_seq
+            && let Some(oldest) = oldest_kept
+            && subscriber.cursor >= oldest
+        {
+            let event = ring[(subscriber.cursor - oldest) as usize].clone();
+            subscriber.cursor += 1;
+            return Ok(Some(event));
+        }
+        if let Some(waker) = waker {
+            match &subscriber.waker {
+                Some(known) if known.will_wake(waker) => {}
+                _ => subscriber.waker = Some(waker.clone()),
+            }
+        }
+        Ok(None)
+    }
+
     fn unsubscribe(&self, key: u64) {
         self.state().subscribers.remove(&key);
     }
 }
 
-/// Where a resuming client starts.
-enum Resume<F> {
-    /// These broadcasts, then live ones.
-    From(VecDeque<Arc<Event<F>>>),
-    /// Live ones after this id, which the hub has not reached yet.
-    Ahead(EventId),
-}
+/// A subscriber the hub let go (eviction, shutdown, lost broadcasts).
+struct Gone;
 
-/// What a client that saw `since` missed, if the buffer still holds all of it.
-fn replay_after<F>(state: &State<F>, since: &str, ahead: u64) -> Result<Resume<F>, MissedReason> {
+/// Where a client that saw `since` resumes: the `seq` it reads next, if the
+/// ring still holds all it missed.
+fn resume_at<F>(state: &State<F>, since: &str, config: &HubConfig) -> Result<u64, MissedReason> {
     let since: EventId = since.parse().map_err(|_| MissedReason::Unknown)?;
     if since.run != state.run {
         return Err(MissedReason::Restarted);
     }
     if since.seq > state.last_seq {
-        return if since.seq <= state.last_seq + ahead {
-            Ok(Resume::Ahead(since))
+        // Ahead of this hub (another instance read further): wait for it.
+        return if since.seq <= state.last_seq + config.ahead {
+            Ok(since.seq + 1)
         } else {
             Err(MissedReason::Unknown)
         };
     }
-    // The buffer holds increasing ids; everything after `since` must still
-    // be in it.
-    let oldest_kept = state
-        .replay
+    // Everything after `since` must still be kept, and within the replay
+    // buffer's length.
+    let oldest_in_ring = state
+        .ring
         .front()
         .map_or(state.last_seq + 1, |event| event.id.seq);
+    let replay_from = (state.last_seq + 1).saturating_sub(config.replay as u64);
+    let oldest_kept = oldest_in_ring.max(replay_from);
     if since.seq + 1 < oldest_kept {
         return Err(MissedReason::Expired);
     }
-    let start = state
-        .replay
-        .partition_point(|event| event.id.seq <= since.seq);
-    Ok(Resume::From(state.replay.range(start..).cloned().collect()))
+    Ok(since.seq + 1)
 }
 
-/// One client's view of the hub. Dropping it leaves the hub.
+/// One client's view of the hub: a cursor into its ring. Dropping it leaves
+/// the hub.
 pub struct Subscription<F> {
     hub: Arc<Hub<F>>,
     key: u64,
     /// Set when the client asked to resume but some broadcasts are lost to it.
     pub missed: Option<Missed>,
-    backlog: VecDeque<Arc<Event<F>>>,
-    receiver: mpsc::Receiver<Arc<Event<F>>>,
-    /// For a client ahead of the hub: broadcasts up to this id it has seen.
-    skip_through: Option<EventId>,
 }
 
 impl<F> Subscription<F> {
     /// The next broadcast: replayed ones first, then live ones. `None` once the
-    /// hub has closed (or evicted this subscriber) and the queue is drained.
+    /// hub has closed (or evicted this subscriber, or let it go) and it has
+    /// read what it could.
     pub async fn next(&mut self) -> Option<Arc<Event<F>>> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
@@ -376,41 +469,17 @@ impl<F> Subscription<F> {
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Arc<Event<F>>>> {
-        loop {
-            let event = match self.backlog.pop_front() {
-                Some(event) => Some(event),
-                None => std::task::ready!(self.receiver.poll_recv(cx)),
-            };
-            if !self.seen(&event) {
-                return std::task::Poll::Ready(event);
-            }
+        match self.hub.read(self.key, Some(cx.waker())) {
+            Ok(Some(event)) => std::task::Poll::Ready(Some(event)),
+            Ok(None) => std::task::Poll::Pending,
+            Err(Gone) => std::task::Poll::Ready(None),
         }
     }
 
     /// The next broadcast if one is waiting, without waiting: lets a writer
     /// that fell behind send several before one flush.
     pub fn try_next(&mut self) -> Option<Arc<Event<F>>> {
-        loop {
-            let event = self
-                .backlog
-                .pop_front()
-                .or_else(|| self.receiver.try_recv().ok());
-            if !self.seen(&event) {
-                return event;
-            }
-        }
-    }
-
-    /// Whether the client saw `event` already (on an instance further ahead).
-    fn seen(&mut self, event: &Option<Arc<Event<F>>>) -> bool {
-        let (Some(event), Some(through)) = (event, self.skip_through) else {
-            return false;
-        };
-        if event.id.run == through.run && event.id.seq <= through.seq {
-            return true;
-        }
-        self.skip_through = None;
-        false
+        self.hub.read(self.key, None).ok().flatten()
     }
 }
 
@@ -430,6 +499,7 @@ mod tests {
             client_queue,
             max_clients: 3,
             ahead: 4,
+            backplane: false,
         };
         Hub::new(config, |id, message| format!("{id} {message}"))
     }
@@ -446,8 +516,11 @@ mod tests {
         seqs
     }
 
-    fn backlog(sub: &Subscription<String>) -> Vec<u64> {
-        sub.backlog.iter().map(|event| event.id.seq).collect()
+    /// What the subscription can read at once.
+    fn backlog(sub: &mut Subscription<String>) -> Vec<u64> {
+        std::iter::from_fn(|| sub.try_next())
+            .map(|event| event.id.seq)
+            .collect()
     }
 
     #[tokio::test]
@@ -552,9 +625,9 @@ mod tests {
         hub.deliver(backplane(10), "one");
         hub.deliver(backplane(11), "two");
         hub.deliver(backplane(12), "three");
-        let resumed = subscribe(&hub, Some("b0b-10"));
+        let mut resumed = subscribe(&hub, Some("b0b-10"));
         assert_eq!(resumed.missed, None);
-        assert_eq!(backlog(&resumed), vec![11, 12]);
+        assert_eq!(backlog(&mut resumed), vec![11, 12]);
     }
 
     #[tokio::test]
@@ -599,17 +672,40 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_loaded_history_is_kept_for_resumes_but_delivered_to_no_one() {
+        let config = HubConfig {
+            backplane: true,
+            ..HubConfig::default()
+        };
+        let hub = Hub::new(config, |id, message| format!("{id} {message}"));
+        let refused = hub.subscribe(Some("b0b-1"), CancellationToken::new());
+        assert_eq!(
+            refused.err(),
+            Some(SubscribeError::Starting),
+            "not judged yet"
+        );
+        let mut early = hub.subscribe(None, CancellationToken::new()).unwrap();
+        hub.load([(backplane(1), "one"), (backplane(2), "two")]);
+        let mut resumed = hub
+            .subscribe(Some("b0b-1"), CancellationToken::new())
+            .unwrap();
+        hub.deliver(backplane(3), "three");
+        assert_eq!(backlog(&mut resumed), vec![2, 3]);
+        assert_eq!(backlog(&mut early), vec![3], "history is not news");
+    }
+
     #[test]
     fn a_delivered_run_makes_ids_of_the_old_one_restarted() {
         let hub = hub(8, 16);
         let old = hub.publish("local").to_string();
         hub.deliver(backplane(1), "new run");
-        let resumed = subscribe(&hub, Some(&old));
+        let mut resumed = subscribe(&hub, Some(&old));
         assert_eq!(
             resumed.missed.as_ref().map(|m| m.reason),
             Some(MissedReason::Restarted)
         );
-        assert_eq!(backlog(&resumed), Vec::<u64>::new());
+        assert_eq!(backlog(&mut resumed), Vec::<u64>::new());
     }
 
     #[test]

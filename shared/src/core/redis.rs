@@ -201,12 +201,20 @@ impl<F: Send + Sync + 'static> Shared<F> {
             .arg(self.keep)
             .query_async(commands)
             .await?;
-        let mut last = "0-0".to_owned();
+        let mut history = Vec::with_capacity(tail.ids.len());
         for entry in tail.ids.iter().rev() {
-            self.deliver(&entry.id, &entry.map);
-            last.clone_from(&entry.id);
+            if let (Some(id), Some(message)) =
+                (parse_entry_id(&entry.id), text(&entry.map, "message"))
+            {
+                history.push((id, message));
+            }
         }
-        Ok(last)
+        self.hub
+            .load(history.iter().map(|(id, message)| (*id, message.as_str())));
+        Ok(tail
+            .ids
+            .first()
+            .map_or_else(|| "0-0".to_owned(), |entry| entry.id.clone()))
     }
 
     fn deliver(&self, entry: &str, fields: &std::collections::HashMap<String, Value>) {
@@ -214,16 +222,12 @@ impl<F: Send + Sync + 'static> Shared<F> {
             log::warn!("Skipped stream entry {entry}: not an id this server writes");
             return;
         };
-        let text = |name: &str| match fields.get(name) {
-            Some(Value::BulkString(bytes)) => String::from_utf8(bytes.clone()).ok(),
-            _ => None,
-        };
-        let Some(message) = text("message") else {
+        let Some(message) = text(fields, "message") else {
             log::warn!("Skipped stream entry {entry}: no message");
             return;
         };
         if self.hub.deliver(id, &message)
-            && let Some(at) = text("at").and_then(|at| at.parse::<u64>().ok())
+            && let Some(at) = text(fields, "at").and_then(|at| at.parse::<u64>().ok())
         {
             let taken = now_millis().saturating_sub(at);
             self.delivery.record(Duration::from_millis(taken));
@@ -332,6 +336,14 @@ impl<F: Send + Sync + 'static> Publisher for Redis<F> {
             delivery_count,
             delivery_seconds,
         })
+    }
+}
+
+/// A field of a stream entry, as text.
+fn text(fields: &std::collections::HashMap<String, Value>, name: &str) -> Option<String> {
+    match fields.get(name) {
+        Some(Value::BulkString(bytes)) => String::from_utf8(bytes.clone()).ok(),
+        _ => None,
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod connections;
 pub mod context;
+pub mod direct;
 pub mod observe;
 pub mod pages;
 pub mod refusal;

@@ -73,6 +73,12 @@ impl From<SubscribeError> for Refusal {
                 "the server has as many clients as it takes",
             ),
             SubscribeError::Closed => Refusal::uncounted(status, "the server is shutting down"),
+            // Behind a proxy, another instance may take it at once.
+            SubscribeError::Starting => Refusal::uncounted(
+                status,
+                "the server is catching up with the others: try again in a moment",
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
         }
     }
 }

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::future::Either;
+use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -29,6 +31,7 @@ use warp::{Filter, Rejection, Reply};
 
 use super::connections::{Admission, Connections};
 use super::context::Conn;
+use super::direct;
 use super::refusal::answer_rejection;
 use super::tls::Streams;
 use crate::policy::{Reason, Rejections};
@@ -81,12 +84,18 @@ pub struct Transport {
     pub request_timeout: Duration,
     /// With TLS: `https://` and `wss://`, and HTTP/2 by ALPN.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Paths whose responses stream for the connection's life (`/sse`):
+    /// served without hyper's buffers over plain HTTP/1.1 (see `direct`).
+    pub streams: &'static [&'static str],
 }
 
 /// The largest request head (request line and headers) a client may send;
 /// more gets 431. Browsers send 1 to 2 KiB, and hyper's own ceiling would let
 /// one connection pin about 400 KiB.
 pub const MAX_HEADER_SIZE: usize = 16 * 1024;
+
+/// The most a connection's read buffer holds at once (a request head fits).
+const READ_BUFFER: usize = MAX_HEADER_SIZE + 1024;
 
 /// How long a connection answered from the reserve may take to send its one
 /// request: short, so that the reserve turns over.
@@ -99,15 +108,21 @@ where
     F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
     R: Reply,
 {
-    let service = TowerToHyperService::new(warp::service(routes.recover(answer_rejection)));
+    let service = warp::service(routes.recover(answer_rejection));
     let tasks = transport.tasks.clone();
     tasks.spawn(accept_loop(listener, service, transport));
 }
 
-/// The warp routes as a hyper service, shared by every connection.
+/// The warp routes as a service, shared by every connection: for requests
+/// hyper reads, and for the ones `direct` reads.
 trait Routes:
-    Service<
+    tower_service::Service<
         http::Request<Incoming>,
+        Response = warp::reply::Response,
+        Error = Infallible,
+        Future: Send,
+    > + tower_service::Service<
+        http::Request<Empty<Bytes>>,
         Response = warp::reply::Response,
         Error = Infallible,
         Future: Send,
@@ -119,8 +134,13 @@ trait Routes:
 }
 
 impl<S> Routes for S where
-    S: Service<
+    S: tower_service::Service<
             http::Request<Incoming>,
+            Response = warp::reply::Response,
+            Error = Infallible,
+            Future: Send,
+        > + tower_service::Service<
+            http::Request<Empty<Bytes>>,
             Response = warp::reply::Response,
             Error = Infallible,
             Future: Send,
@@ -185,7 +205,7 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     admission: Admission,
-    service: impl Routes,
+    routes: impl Routes,
     transport: Transport,
 ) {
     let _ = stream.set_nodelay(true);
@@ -199,6 +219,22 @@ async fn serve_connection(
         close: close.clone(),
         _slot: Arc::new(slot),
     };
+    let head_timeout = if reserved {
+        RESERVE_TIMEOUT
+    } else {
+        transport.request_timeout
+    };
+    if transport.tls.is_none() && refusal.is_none() {
+        match direct::wants(&stream, transport.streams, head_timeout).await {
+            Some(true) => return direct::serve(stream, conn, routes).await,
+            Some(false) => {}
+            None => {
+                let why = "no request head within the time limit";
+                return transport.rejections.record(Reason::SlowRequest, peer, why);
+            }
+        }
+    }
+    let service = TowerToHyperService::new(routes);
     let requests = Arc::new(AtomicU64::new(0));
     let counted = requests.clone();
     let rejections = transport.rejections.clone();
@@ -214,11 +250,6 @@ async fn serve_connection(
             _ => Either::Right(service.call(request)),
         }
     });
-    let head_timeout = if reserved {
-        RESERVE_TIMEOUT
-    } else {
-        transport.request_timeout
-    };
     let shutdown = &transport.shutdown;
     let result = match &transport.tls {
         None => {
@@ -226,6 +257,9 @@ async fn serve_connection(
             builder
                 .timer(TokioTimer::new())
                 .max_header_size(MAX_HEADER_SIZE)
+                // hyper's read buffer grows to 400 KB by default as a body
+                // streams in; bodies are read in pieces this size instead.
+                .max_buf_size(READ_BUFFER)
                 .header_read_timeout(head_timeout)
                 // A connection served from the reserve answers one request and closes.
                 .keep_alive(!reserved);
@@ -237,7 +271,8 @@ async fn serve_connection(
                 .map_err(BoxError::from)
         }
         Some(acceptor) => {
-            let tls = match tokio::time::timeout(head_timeout, acceptor.accept(stream)).await {
+            let handshake = Box::pin(tokio::time::timeout(head_timeout, acceptor.accept(stream)));
+            let tls = match handshake.await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(error)) => {
                     let why = format!("TLS handshake failed: {error}");
@@ -264,7 +299,8 @@ async fn serve_connection(
                 .timer(TokioTimer::new())
                 .max_concurrent_streams(MAX_STREAMS)
                 .max_header_list_size(MAX_HEADER_SIZE as u32);
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+            let connection =
+                Box::pin(builder.serve_connection_with_upgrades(TokioIo::new(tls), service));
             drive(connection, &close, shutdown).await
         }
     };
@@ -299,6 +335,12 @@ pub const MAX_STREAMS: u32 = 128;
 /// A connection hyper serves, which can be asked to finish gracefully.
 trait Graceful {
     fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<C: Graceful + ?Sized> Graceful for std::pin::Pin<Box<C>> {
+    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        self.get_mut().as_mut().graceful_shutdown();
+    }
 }
 
 impl<I, S> Graceful for hyper::server::conn::http1::UpgradeableConnection<I, S>

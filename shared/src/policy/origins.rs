@@ -14,16 +14,18 @@ pub struct Origins {
 }
 
 impl Origins {
-    /// The server's own origins on `bound`, plus `extra` (`*` allows all).
-    pub fn new(extra: &[String], bound: SocketAddr) -> Origins {
+    /// The server's own origins on `bound` (`https://` ones when it speaks
+    /// TLS), plus `extra` (`*` allows all).
+    pub fn new(extra: &[String], bound: SocketAddr, tls: bool) -> Origins {
         let port = bound.port();
+        let scheme = if tls { "https" } else { "http" };
         let mut allowed = vec![
-            format!("http://localhost:{port}"),
-            format!("http://127.0.0.1:{port}"),
-            format!("http://[::1]:{port}"),
+            format!("{scheme}://localhost:{port}"),
+            format!("{scheme}://127.0.0.1:{port}"),
+            format!("{scheme}://[::1]:{port}"),
         ];
         if !bound.ip().is_unspecified() && !bound.ip().is_loopback() {
-            allowed.push(format!("http://{bound}"));
+            allowed.push(format!("{scheme}://{bound}"));
         }
         allowed.extend(extra.iter().map(|origin| normalize(origin)));
         Origins {
@@ -53,7 +55,7 @@ mod tests {
     #[test]
     fn own_origins_are_allowed_by_default_and_others_only_when_listed() {
         let bound: SocketAddr = "127.0.0.1:8081".parse().unwrap();
-        let origins = Origins::new(&["https://example.com/".into()], bound);
+        let origins = Origins::new(&["https://example.com/".into()], bound, false);
         assert!(origins.allows(None));
         assert!(origins.allows(Some("http://localhost:8081")));
         assert!(origins.allows(Some("http://127.0.0.1:8081")));
@@ -64,8 +66,16 @@ mod tests {
     }
 
     #[test]
+    fn over_tls_the_own_origins_are_https() {
+        let bound: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let origins = Origins::new(&[], bound, true);
+        assert!(origins.allows(Some("https://localhost:8443")));
+        assert!(!origins.allows(Some("http://localhost:8443")));
+    }
+
+    #[test]
     fn a_star_allows_every_origin() {
         let bound: SocketAddr = "127.0.0.1:8081".parse().unwrap();
-        assert!(Origins::new(&["*".into()], bound).allows(Some("http://evil.example")));
+        assert!(Origins::new(&["*".into()], bound, false).allows(Some("http://evil.example")));
     }
 }

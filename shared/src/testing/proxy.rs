@@ -129,9 +129,18 @@ pub fn nginx() -> &'static str {
     }
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address").port()
+/// A free port below the kernel's ephemeral range (32768 and up), where the
+/// servers' port 0 and outgoing connections take theirs: nothing started
+/// meanwhile takes it first.
+pub fn free_port() -> u16 {
+    for attempt in 0..100u64 {
+        let random = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), attempt);
+        let port = 20_000 + (random % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000")
 }
 
 /// What one client of a rolling restart saw.

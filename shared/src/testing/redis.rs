@@ -2,7 +2,7 @@
 //! nothing on disk, stopped (and its files removed) when dropped. A test may
 //! stop it and start it again on the same port to inject faults.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -122,6 +122,5 @@ impl Drop for Redis {
 }
 
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address").port()
+    super::proxy::free_port()
 }

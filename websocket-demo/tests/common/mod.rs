@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use shared::Server;
@@ -14,7 +15,7 @@ use shared::testing::{self, PATIENCE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
 pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -24,7 +25,7 @@ pub const UPGRADE: &str =
 pub const KEY: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
 pub const V13: &str = "Sec-WebSocket-Version: 13\r\n";
 
-pub async fn start(options: &[&str]) -> Server<Utf8Bytes> {
+pub async fn start(options: &[&str]) -> Server<Bytes> {
     testing::start(
         &websocket_demo::DEFAULTS,
         websocket_demo::frame,

@@ -12,11 +12,11 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 use super::clients::{self, Dialer};
 use super::report::Numbers;
 use super::system::{self, cpu_seconds, resident_bytes, unix_micros};
-use super::tls::Certificate;
 use super::wire::{FromWorker, Outcome, Plan, ToWorker};
 use super::workers::Workers;
 use super::{LIMIT, SERVER_CORE};
 use crate::flags;
+use crate::servers::tls::Certificate;
 use crate::servers::{self, Demo, Instance, Kind, Server};
 
 /// What every run of one `cargo xtask bench` shares.

@@ -117,7 +117,8 @@ pub struct Browser {
 }
 
 impl Browser {
-    pub async fn launch() -> Result<Browser> {
+    /// Starts Chromium with `extra` options besides its usual ones.
+    pub async fn launch(extra: &[String]) -> Result<Browser> {
         let profile = std::env::temp_dir().join(format!("demo-e2e-profile-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&profile);
         std::fs::create_dir_all(&profile).context("cannot create a profile")?;
@@ -134,6 +135,7 @@ impl Browser {
                 "--remote-debugging-port=0",
                 "about:blank",
             ])
+            .args(extra)
             .arg(format!("--user-data-dir={}", profile.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
