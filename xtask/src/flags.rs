@@ -48,9 +48,11 @@ pub enum Task {
     E2e(E2e),
     /// Measure both servers with many clients.
     ///
+    /// The clients run in client processes of their own, as many as the
+    /// open-file limit needs, from source addresses 127.0.0.1, 127.0.0.2...
     /// With --redis, the clients are spread over --instances servers sharing
-    /// that Redis, and the same run with the in-process hub follows, to show
-    /// the latency the backplane adds.
+    /// that Redis, and the same run with the in-process hub follows (when the
+    /// clients fit one server), to show the latency the backplane adds.
     Bench(Bench),
 }
 
@@ -122,8 +124,8 @@ pub struct Bench {
     /// Messages to broadcast
     #[arg(long, value_name = "M", value_parser = at_least_one::<usize>, default_value_t = 100)]
     pub messages: usize,
-    /// Messages sent per second
-    #[arg(long, value_name = "R", value_parser = at_least_one::<f64>, default_value_t = 20.0)]
+    /// Messages sent per second (0.5 is one every 2 s)
+    #[arg(long, value_name = "R", value_parser = positive, default_value_t = 20.0)]
     pub rate: f64,
     /// Run one server's benchmark
     #[arg(long, value_name = "SERVER")]
@@ -139,6 +141,20 @@ pub struct Bench {
     /// Use the release binaries already built
     #[arg(long)]
     pub no_build: bool,
+    /// Run the servers on core 0 and the clients on core 1 (with taskset),
+    /// for figures that compare across runs and machines
+    #[arg(long)]
+    pub pin: bool,
+    /// Serve https:// and wss:// with a self-signed certificate (kept in
+    /// target/tls/), and connect the clients over TLS
+    #[arg(long)]
+    pub tls: bool,
+    /// Also write the figures of every run to FILE, as JSON
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<std::path::PathBuf>,
+    /// Be one of the bench's client processes (it starts them itself)
+    #[arg(long, hide = true)]
+    pub worker: bool,
 }
 
 impl Xtask {
@@ -304,6 +320,13 @@ fn port(text: &str) -> Result<u16, String> {
         .map_err(|_| format!("'{text}' is not a port number (see --help)"))
 }
 
+fn positive(text: &str) -> Result<f64, String> {
+    text.parse()
+        .ok()
+        .filter(|number: &f64| *number > 0.0 && number.is_finite())
+        .ok_or_else(|| format!("'{text}' is not a number above 0 (see --help)"))
+}
+
 fn at_least_one<T: std::str::FromStr + PartialOrd + From<u8>>(text: &str) -> Result<T, String> {
     text.parse()
         .ok()
@@ -463,14 +486,48 @@ mod tests {
     }
 
     #[test]
+    fn bench_measures_plainly_unless_told_and_hides_its_client_processes_option() {
+        let Some(Xtask {
+            task: Task::Bench(bench),
+        }) = parse("bench").unwrap()
+        else {
+            panic!("not bench");
+        };
+        assert!(!bench.pin && !bench.tls && !bench.worker && bench.json.is_none());
+        let Some(Xtask {
+            task: Task::Bench(bench),
+        }) = parse("bench --pin --tls --json figures.json").unwrap()
+        else {
+            panic!("not bench");
+        };
+        assert!(bench.pin && bench.tls);
+        assert_eq!(bench.json, Some("figures.json".into()));
+        use clap::CommandFactory;
+        let mut command = Xtask::command();
+        let help = command
+            .find_subcommand_mut("bench")
+            .expect("bench")
+            .render_long_help()
+            .to_string();
+        assert!(
+            help.contains("--pin") && !help.contains("--worker"),
+            "{help}"
+        );
+    }
+
+    #[test]
     fn bad_values_and_options_are_one_line_each() {
         assert_eq!(
             one_line_error("serve-all --sse-port 70000"),
             "'70000' is not a port number (see --help)"
         );
         assert_eq!(
-            one_line_error("bench --rate 0.5"),
-            "'0.5' is not a number of at least 1 (see --help)"
+            one_line_error("bench --rate 0"),
+            "'0' is not a number above 0 (see --help)"
+        );
+        assert_eq!(
+            one_line_error("bench --messages 0"),
+            "'0' is not a number of at least 1 (see --help)"
         );
         assert_eq!(
             one_line_error("e2e --fast"),
