@@ -122,6 +122,10 @@ fn refusal(refused: Refused) -> Refusal {
                 .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
         }
         Refused::BadMessage(_) => Refusal::uncounted(StatusCode::BAD_REQUEST, why),
+        // Sent, but not confirmed: a retry may repeat it.
+        Refused::Unavailable(error) if error.unconfirmed => {
+            Refusal::uncounted(StatusCode::GATEWAY_TIMEOUT, why)
+        }
         // The backplane is reconnecting: a retry in a moment may well work.
         Refused::Unavailable(_) => Refusal::uncounted(StatusCode::SERVICE_UNAVAILABLE, why)
             .with_header(header::RETRY_AFTER, HeaderValue::from(2)),

@@ -155,3 +155,32 @@ async fn a_post_while_redis_is_away_gets_503_with_retry_after_and_streams_stay()
     let changed = stream.next_event().await;
     assert_eq!(changed.json(), json!({ "message": "Something changed" }));
 }
+
+#[tokio::test]
+async fn a_post_redis_does_not_answer_gets_504_saying_it_may_have_gone_out() {
+    let redis = Redis::start();
+    let servers = instances(1, &redis.url(), &["--interval", "60m"]).await;
+    let server = &servers[0];
+    let mut stream = EventStream::open(server.addr, "/sse", &[]).await;
+    // One answered first: Redis knows the script from then on.
+    let first = http(server.addr, &post(r#"{"message":"hi"}"#)).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    stream.next_event().await;
+    redis.pause();
+    let answer = http(server.addr, &post(r#"{"message":"hi"}"#)).await;
+    redis.resume();
+    assert_eq!(answer.status, 504, "{answer:?}");
+    assert_eq!(answer.header("retry-after"), None, "a retry may repeat it");
+    let error: Value = serde_json::from_str(&answer.body).unwrap();
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("may have gone out"),
+        "{error}"
+    );
+    // It had reached Redis, which appends it once thawed.
+    let changed = stream.next_event().await;
+    assert_eq!(changed.json(), json!({ "message": "Something changed" }));
+    assert_eq!(server.publisher.backplane().unwrap().publish_errors, 1);
+}

@@ -376,6 +376,12 @@ impl<F> Hub<F> {
     }
 
     /// The id of the newest broadcast, if any.
+    /// Whether its history is in: always without a backplane, and with one
+    /// once [`Hub::load`] ran.
+    pub fn loaded(&self) -> bool {
+        self.state().loaded
+    }
+
     pub fn last_id(&self) -> Option<EventId> {
         let state = self.state();
         let (run, seq) = (state.run, state.last_seq);

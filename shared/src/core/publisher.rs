@@ -57,15 +57,23 @@ pub const DELIVERY_BUCKETS: [f64; 10] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
 
-/// A broadcast that could not be published (a backplane out of reach).
+/// A broadcast that could not be published (a backplane out of reach), or
+/// whose publication the backplane did not confirm in time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishError {
     pub why: String,
+    /// The backplane got the message but did not answer: it may have gone
+    /// out, and sending it again may repeat it.
+    pub unconfirmed: bool,
 }
 
 impl fmt::Display for PublishError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot publish: {}", self.why)
+        if self.unconfirmed {
+            write!(f, "broadcast not confirmed: {}", self.why)
+        } else {
+            write!(f, "cannot publish: {}", self.why)
+        }
     }
 }
 

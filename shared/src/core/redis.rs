@@ -51,6 +51,12 @@ return {run, seq}
 /// How long the reader blocks on the stream before it asks again: also how
 /// soon it notices a shutdown or a Redis that went silent.
 const BLOCK: Duration = Duration::from_secs(2);
+
+/// Longest Redis may take to answer a command. A loaded server may be slow
+/// to read the answer, so not too short: a publish past it is reported as
+/// unconfirmed, though Redis may well have appended it.
+const ANSWER: Duration = Duration::from_secs(3);
+
 /// The most entries read at once.
 const BATCH: usize = 512;
 /// Fewest entries the stream keeps: enough for a slow reader to catch up.
@@ -149,7 +155,7 @@ impl<F: Send + Sync + 'static> Shared<F> {
     async fn connect_and_read(&self, backoff: &mut Backoff) -> Result<(), RedisError> {
         let commands_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(1)));
+            .set_response_timeout(Some(ANSWER));
         let mut commands = self
             .client
             .get_multiplexed_async_connection_with_config(&commands_config)
@@ -163,6 +169,9 @@ impl<F: Send + Sync + 'static> Shared<F> {
         let mut last = match self.hub.last_id() {
             // Back after an outage: read on from the last entry delivered.
             Some(id) => entry_id(id),
+            // Back after an outage, nothing delivered yet: whatever was
+            // appended meanwhile is news to the clients.
+            None if self.hub.loaded() => "0-0".to_owned(),
             // New: the stream's tail, for clients that resume.
             None => self.read_tail(&mut commands).await?,
         };
@@ -275,12 +284,12 @@ impl<F: Send + Sync + 'static> Publisher for Redis<F> {
     fn publish<'a>(&'a self, message: &'a str) -> BoxFuture<'a, Result<EventId, PublishError>> {
         Box::pin(async move {
             let shared = &self.shared;
-            let failed = |why: String| {
+            let failed = |why: String, unconfirmed: bool| {
                 shared.publish_errors.fetch_add(1, Ordering::Relaxed);
-                PublishError { why }
+                PublishError { why, unconfirmed }
             };
             let Some(mut commands) = shared.commands() else {
-                return Err(failed(format!("{} is out of reach", shared.place)));
+                return Err(failed(format!("{} is out of reach", shared.place), false));
             };
             let (run, seq): (String, u64) = shared
                 .append
@@ -291,10 +300,17 @@ impl<F: Send + Sync + 'static> Publisher for Redis<F> {
                 .arg(now_millis())
                 .invoke_async(&mut commands)
                 .await
-                .map_err(|error| failed(format!("{}: {error}", shared.place)))?;
-            let run = run
-                .parse()
-                .map_err(|_| failed(format!("{}: a run that is not a number", shared.place)))?;
+                .map_err(|error| {
+                    // Sent but not answered: Redis may still append it.
+                    let unconfirmed = error.is_timeout();
+                    failed(format!("{}: {error}", shared.place), unconfirmed)
+                })?;
+            let run = run.parse().map_err(|_| {
+                failed(
+                    format!("{}: a run that is not a number", shared.place),
+                    true,
+                )
+            })?;
             Ok(EventId { run, seq })
         })
     }

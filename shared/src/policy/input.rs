@@ -42,6 +42,12 @@ impl fmt::Display for Refused {
                 "expected a JSON object with a string \"message\" ({})",
                 clip(&error.to_string())
             ),
+            Refused::Unavailable(error) if error.unconfirmed => {
+                write!(
+                    f,
+                    "{error}; it may have gone out, so sending it again may repeat it"
+                )
+            }
             Refused::Unavailable(error) => write!(f, "{error}; try again later"),
         }
     }

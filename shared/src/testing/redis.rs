@@ -55,6 +55,26 @@ impl Redis {
         }
     }
 
+    /// Freezes it (SIGSTOP): connections stay open, and nothing is answered
+    /// until [`Redis::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a paused server: it answers everything sent meanwhile.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("redis-server is running");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} redis-server failed");
+    }
+
     /// Starts it again, empty, on the same port.
     pub fn restart(&mut self) {
         self.stop();
