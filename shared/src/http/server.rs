@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use warp::http;
@@ -61,10 +61,26 @@ impl std::error::Error for BindError {
     }
 }
 
+/// How many connections may wait to be accepted. The usual 128 overflows
+/// when thousands of clients come back at once (after a restart, say), and
+/// each connection the kernel drops waits a second before it tries again.
+/// The kernel caps it at `net.core.somaxconn`.
+const BACKLOG: u32 = 4096;
+
 /// Listens on `addr` (port 0 picks a free port); the address it got.
 pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), BindError> {
     let bind_error = |source| BindError { addr, source };
-    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(bind_error)?;
+    // As std and tokio do: a restarted server may take its port back while
+    // the old connections linger in TIME_WAIT.
+    socket.set_reuseaddr(true).map_err(bind_error)?;
+    socket.bind(addr).map_err(bind_error)?;
+    let listener = socket.listen(BACKLOG).map_err(bind_error)?;
     let bound = listener.local_addr().map_err(bind_error)?;
     Ok((listener, bound))
 }
@@ -446,5 +462,39 @@ where
                 () = close.cancelled() => Ok(()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::future::join_all;
+
+    #[tokio::test]
+    async fn a_port_in_use_is_one_clear_error() {
+        let (_listener, addr) = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let error = bind(addr).await.unwrap_err();
+        let said = error.to_string();
+        assert!(said.contains(&addr.to_string()), "{said}");
+        assert!(said.contains("choose another --port"), "{said}");
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_connections_waits_whole_in_the_backlog() {
+        // Far more than the usual backlog of 128, none accepted yet.
+        let (_listener, addr) = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let connects = (0..1000)
+            .map(|_| tokio::time::timeout(Duration::from_millis(900), TcpStream::connect(addr)));
+        let waiting = join_all(connects)
+            .await
+            .into_iter()
+            .filter(|connected| matches!(connected, Ok(Ok(_))))
+            .count();
+        // The kernel caps the backlog at net.core.somaxconn.
+        let cap = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|text| text.trim().parse::<usize>().ok())
+            .unwrap_or(4096);
+        assert_eq!(waiting, 1000.min(cap + 1));
     }
 }
