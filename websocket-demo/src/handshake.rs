@@ -3,25 +3,20 @@
 
 use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use shared::http::{self, Conn, Context, Refusal, check_origin, check_since};
 use shared::policy::Reason;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_util::sync::CancellationToken;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use crate::outgoing::Inbound;
 use crate::session;
-use crate::watch::{Activity, Watched};
 
-/// tungstenite's first read buffer: enough for the messages clients send
-/// (it grows for a larger one).
-const READ_BUFFER: usize = 512;
+/// tungstenite's read buffer: enough for the messages clients send (it
+/// grows for a larger one, read in pieces this size).
+const READ_BUFFER: usize = 256;
 
 #[derive(Deserialize)]
 struct Resume {
@@ -118,7 +113,9 @@ fn accept(
     };
     check_since(resume.since.as_deref())?;
     // Subscribe before answering, so the client misses nothing after the 101.
-    let evicted = CancellationToken::new();
+    // The hub evicts a client too far behind by cancelling its connection's
+    // own way out, which nothing else cancels once the connection is served.
+    let evicted = conn.close.clone();
     let since = resume.since.as_deref();
     let subscription = context.hub.subscribe(since, evicted.clone())?;
 
@@ -130,29 +127,15 @@ fn accept(
         .write_buffer_size(0)
         .max_message_size(Some(context.config.max_message))
         .max_frame_size(Some(context.config.max_message));
-    let session_context = context.clone();
-    context.tasks.spawn(async move {
-        match upgrade.await {
-            Ok(upgraded) => {
-                let activity = Activity::new();
-                let (reading, writer) = tokio::io::split(TokioIo::new(upgraded));
-                let reading = Watched::new(Inbound::new(reading), activity.clone());
-                let incoming =
-                    WebSocketStream::from_raw_socket(reading, Role::Server, Some(socket_config))
-                        .await;
-                // The session holds the connection: its place among the
-                // server's connections is freed when the session ends.
-                let client = session::Client {
-                    incoming,
-                    writer,
-                    activity,
-                    conn,
-                };
-                session::run(client, subscription, evicted, session_context).await;
-            }
-            Err(error) => log::debug!("{}: upgrade failed: {error}", conn.peer),
-        }
-    });
+    let session = session::run(
+        upgrade,
+        socket_config,
+        subscription,
+        evicted,
+        context.clone(),
+        conn,
+    );
+    context.tasks.spawn(session);
 
     let mut response = Response::new("".into());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

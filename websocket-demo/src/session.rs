@@ -10,12 +10,12 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use hyper::upgrade::Upgraded;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use shared::core::Subscription;
@@ -28,6 +28,7 @@ use tokio::time::{Instant, interval, interval_at, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error, Message};
 use tokio_util::sync::CancellationToken;
 
@@ -75,26 +76,27 @@ enum End {
     Refused(CloseCode, String),
 }
 
-/// A running client: its two halves, and what is on its way to it.
-pub(crate) struct Client {
-    pub incoming: Incoming,
-    pub writer: Writer,
-    pub activity: Arc<Activity>,
-    pub conn: Conn,
-}
-
+/// Runs one client from the upgrade to the close: `subscription` holds its
+/// place in the hub from before the 101 answer.
 pub(crate) async fn run(
-    client: Client,
+    upgrade: OnUpgrade,
+    config: WebSocketConfig,
     mut subscription: Subscription<Bytes>,
     evicted: CancellationToken,
     context: Context<Bytes>,
+    // Held to the end: the connection's place among the server's is freed
+    // when the session ends.
+    conn: Conn,
 ) {
-    let Client {
-        mut incoming,
-        mut writer,
-        activity,
-        conn,
-    } = client;
+    let upgraded = match upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(error) => return log::debug!("{}: upgrade failed: {error}", conn.peer),
+    };
+    let activity = Activity::new();
+    let (reading, mut writer) = tokio::io::split(TokioIo::new(upgraded));
+    let reading = Watched::new(Inbound::new(reading), activity.clone());
+    let mut incoming: Incoming =
+        WebSocketStream::from_raw_socket(reading, Role::Server, Some(config)).await;
     let peer = conn.peer;
     log::info!(
         "Opened connection 🎉 ({peer}; {} connected)",
@@ -302,7 +304,7 @@ impl Reader<'_> {
     async fn run(mut self, incoming: &mut Incoming, activity: &Activity) -> End {
         while let Some(message) = incoming.next().await {
             return match message {
-                Ok(Message::Text(text)) => match self.receive(&text).await {
+                Ok(Message::Text(text)) => match Box::pin(self.receive(&text)).await {
                     Ok(()) => continue,
                     Err(end) => end,
                 },
