@@ -8,8 +8,8 @@ use common::start;
 use serde_json::{Value, json};
 use shared::Server;
 use shared::testing::redis::Redis;
-use shared::testing::{EventStream, PATIENCE, Random, eventually, http, request};
-use tokio::time::timeout;
+use shared::testing::resume::Readers;
+use shared::testing::{EventStream, eventually, http, request};
 
 fn up(server: &Server<Bytes>) -> bool {
     server
@@ -77,34 +77,9 @@ async fn streams_resuming_on_the_other_instance_during_a_burst_miss_nothing() {
         ],
     )
     .await;
+    // Every reconnection goes to the other instance.
     let addrs = [servers[0].addr, servers[1].addr];
-    let random = Random::from_clock();
-    let mut readers = Vec::new();
-    for reader_index in 0..4 {
-        let mut random = random.fork(reader_index);
-        readers.push(tokio::spawn(async move {
-            let mut seen = Vec::new();
-            let mut last_id: Option<String> = None;
-            let mut hops = 0;
-            while seen.len() < BURST as usize {
-                let headers: Vec<(&str, &str)> = last_id
-                    .iter()
-                    .map(|id| ("Last-Event-ID", id.as_str()))
-                    .collect();
-                let mut stream = EventStream::open(addrs[hops % 2], "/sse", &headers).await;
-                for _ in 0..1 + random.below(300) {
-                    let event = stream.next_event().await;
-                    seen.push(event.seq());
-                    last_id = event.id;
-                    if seen.len() == BURST as usize {
-                        break;
-                    }
-                }
-                hops += 1;
-            }
-            (seen, hops)
-        }));
-    }
+    let readers = Readers::start::<EventStream>(&addrs, 4, BURST, 300);
     eventually("every reader is connected", || {
         servers
             .iter()
@@ -119,13 +94,7 @@ async fn streams_resuming_on_the_other_instance_during_a_burst_miss_nothing() {
         let id = server.publisher.publish("burst").await.unwrap();
         first.get_or_insert(id.seq);
     }
-    let first = first.unwrap();
-    for reader in readers {
-        let (seen, hops) = timeout(PATIENCE * 6, reader).await.unwrap().unwrap();
-        assert!(hops > 1, "the reader should have moved between instances");
-        let expected: Vec<u64> = (first..first + BURST).collect();
-        assert_eq!(seen, expected, "every id exactly once, in order");
-    }
+    readers.saw_every_id_once(first.unwrap()).await;
 }
 
 #[tokio::test]

@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
-use shared::testing::{self, EventStream, PATIENCE, Random, eventually, http, request};
+use shared::testing::resume::Readers;
+use shared::testing::{self, EventStream, PATIENCE, eventually, http, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -208,46 +209,13 @@ async fn streams_dropping_at_random_points_of_a_burst_miss_nothing() {
         "4096",
     ])
     .await;
-    let random = Random::from_clock();
-    let mut readers = Vec::new();
-    for reader_index in 0..6 {
-        let addr = server.addr;
-        let mut random = random.fork(reader_index);
-        readers.push(tokio::spawn(async move {
-            let mut seen = Vec::new();
-            let mut last_id: Option<String> = None;
-            let mut reconnects = 0;
-            while seen.last() != Some(&BURST) {
-                let headers: Vec<(&str, &str)> = last_id
-                    .iter()
-                    .map(|id| ("Last-Event-ID", id.as_str()))
-                    .collect();
-                let mut stream = EventStream::open(addr, "/sse", &headers).await;
-                let stay_for = 1 + random.below(400);
-                for _ in 0..stay_for {
-                    let event = stream.next_event().await;
-                    seen.push(event.seq());
-                    last_id = event.id;
-                    if seen.last() == Some(&BURST) {
-                        break;
-                    }
-                }
-                reconnects += 1;
-            }
-            (seen, reconnects)
-        }));
-    }
+    let readers = Readers::start::<EventStream>(&[server.addr], 6, BURST, 400);
     eventually("every reader is connected", || {
         server.hub.client_count() == 6
     })
     .await;
     testing::publish_burst(&server.hub, BURST, "burst").await;
-    for reader in readers {
-        let (seen, reconnects) = timeout(PATIENCE * 3, reader).await.unwrap().unwrap();
-        assert!(reconnects > 1, "the reader should have reconnected");
-        let expected: Vec<u64> = (1..=BURST).collect();
-        assert_eq!(seen, expected, "every id exactly once, in order");
-    }
+    readers.saw_every_id_once(1).await;
 }
 
 #[tokio::test]

@@ -20,6 +20,7 @@ mod event_stream;
 pub mod hostile;
 pub mod proxy;
 pub mod redis;
+pub mod resume;
 pub mod tls;
 
 pub use event_stream::{Block, EventStream};

@@ -6,14 +6,15 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{close_code, connect_and_greet, next_json, seq, start};
+use common::{Resumer, close_code, connect_and_greet, next_json, seq, start};
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use shared::Server;
 use shared::testing::hostile;
 use shared::testing::redis::Redis;
-use shared::testing::{PATIENCE, Random, eventually, http, request};
-use tokio::time::{Instant, timeout};
+use shared::testing::resume::Readers;
+use shared::testing::{eventually, http, request};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 fn up(server: &Server<Bytes>) -> bool {
@@ -83,31 +84,9 @@ async fn clients_resuming_on_the_other_instance_at_random_points_of_a_burst_miss
         ],
     )
     .await;
+    // Every reconnection goes to the other instance.
     let addrs = [servers[0].addr, servers[1].addr];
-    let random = Random::from_clock();
-    let mut readers = Vec::new();
-    for reader_index in 0..6 {
-        let mut random = random.fork(reader_index);
-        readers.push(tokio::spawn(async move {
-            let mut seen = Vec::new();
-            let mut query = String::new();
-            let mut hops = 0;
-            while seen.len() < BURST as usize {
-                // Every reconnection goes to the other instance.
-                let mut client = connect_and_greet(addrs[hops % 2], &query).await;
-                for _ in 0..1 + random.below(300) {
-                    let message = next_json(&mut client).await;
-                    seen.push(seq(&message));
-                    query = format!("?since={}", message["id"].as_str().unwrap());
-                    if seen.len() == BURST as usize {
-                        break;
-                    }
-                }
-                hops += 1;
-            }
-            (seen, hops)
-        }));
-    }
+    let readers = Readers::start::<Resumer>(&addrs, 6, BURST, 300);
     eventually("every reader is connected", || {
         servers
             .iter()
@@ -118,20 +97,11 @@ async fn clients_resuming_on_the_other_instance_at_random_points_of_a_burst_miss
     .await;
     let mut first = None;
     for round in 0..BURST {
-        let id = servers[(round % 2) as usize]
-            .publisher
-            .publish("burst")
-            .await
-            .unwrap();
+        let server = &servers[(round % 2) as usize];
+        let id = server.publisher.publish("burst").await.unwrap();
         first.get_or_insert(id.seq);
     }
-    let first = first.unwrap();
-    for reader in readers {
-        let (seen, hops) = timeout(PATIENCE * 6, reader).await.unwrap().unwrap();
-        assert!(hops > 1, "the reader should have moved between instances");
-        let expected: Vec<u64> = (first..first + BURST).collect();
-        assert_eq!(seen, expected, "every id exactly once, in order");
-    }
+    readers.saw_every_id_once(first.unwrap()).await;
 }
 
 #[tokio::test]

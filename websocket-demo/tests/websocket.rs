@@ -5,10 +5,11 @@ mod common;
 use std::process::Stdio;
 use std::sync::atomic::Ordering;
 
-use common::{PING, RawSocket, close_code, connect_and_greet, next_json, seq, start};
+use common::{PING, RawSocket, Resumer, close_code, connect_and_greet, next_json, seq, start};
 use futures_util::SinkExt;
 use serde_json::json;
-use shared::testing::{self, PATIENCE, Random, eventually, http, request};
+use shared::testing::resume::Readers;
+use shared::testing::{self, PATIENCE, eventually, http, request};
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -152,43 +153,13 @@ async fn clients_dropping_at_random_points_of_a_burst_miss_nothing() {
         "4096",
     ])
     .await;
-    let random = Random::from_clock();
-    let mut readers = Vec::new();
-    for client_index in 0..6 {
-        let addr = server.addr;
-        let mut random = random.fork(client_index);
-        readers.push(tokio::spawn(async move {
-            let mut seen = Vec::new();
-            let mut query = String::new();
-            let mut reconnects = 0;
-            while seen.last() != Some(&BURST) {
-                let mut client = connect_and_greet(addr, &query).await;
-                let stay_for = 1 + random.below(400);
-                for _ in 0..stay_for {
-                    let message = next_json(&mut client).await;
-                    seen.push(seq(&message));
-                    query = format!("?since={}", message["id"].as_str().unwrap());
-                    if seen.last() == Some(&BURST) {
-                        break;
-                    }
-                }
-                reconnects += 1;
-                drop(client);
-            }
-            (seen, reconnects)
-        }));
-    }
+    let readers = Readers::start::<Resumer>(&[server.addr], 6, BURST, 400);
     eventually("every reader is connected", || {
         server.hub.client_count() == 6
     })
     .await;
     testing::publish_burst(&server.hub, BURST, "burst").await;
-    for reader in readers {
-        let (seen, reconnects) = timeout(PATIENCE * 3, reader).await.unwrap().unwrap();
-        assert!(reconnects > 1, "the reader should have reconnected");
-        let expected: Vec<u64> = (1..=BURST).collect();
-        assert_eq!(seen, expected, "every id exactly once, in order");
-    }
+    readers.saw_every_id_once(1).await;
 }
 
 #[tokio::test]

@@ -72,6 +72,23 @@ where
     }
 }
 
+/// A WebSocket client that resumes with `?since=` (see
+/// `shared::testing::resume`).
+pub struct Resumer(Client);
+
+impl testing::resume::Resuming for Resumer {
+    async fn open(addr: SocketAddr, last_id: Option<String>) -> Self {
+        let query = last_id.map_or_else(String::new, |id| format!("?since={id}"));
+        Resumer(connect_and_greet(addr, &query).await)
+    }
+
+    async fn next(&mut self) -> (u64, String) {
+        let message = next_json(&mut self.0).await;
+        let id = message["id"].as_str().expect("a broadcast has an id");
+        (testing::seq_of(id), id.to_owned())
+    }
+}
+
 /// The sequence number of a broadcast's id.
 pub fn seq(message: &Value) -> u64 {
     let id = message["id"].as_str();
