@@ -320,6 +320,20 @@ async fn seqs(tab: &Tab) -> Result<Vec<u64>> {
         .collect())
 }
 
+/// The ids the page saw from `last` on, if each is the one after the one
+/// before (no gap, no duplicate).
+async fn consecutive_from(tab: &Tab, last: u64) -> Result<Vec<u64>> {
+    let after: Vec<u64> = seqs(tab)
+        .await?
+        .into_iter()
+        .skip_while(|&each| each != last)
+        .collect();
+    if !after.windows(2).all(|pair| pair[1] == pair[0] + 1) {
+        bail!("ids after {last} are not consecutive: {after:?}");
+    }
+    Ok(after)
+}
+
 /// The `seq` of an id `<run>-<seq>`.
 fn seq(id: &str) -> Option<u64> {
     id.rsplit_once('-')?.1.parse().ok()
@@ -404,15 +418,7 @@ async fn close_stops_and_reconnect_resumes(tab: &Tab) -> Result<()> {
     let last_seq = seq(&last).context("a malformed id")?;
     let caught_up = async || Ok(seqs(tab).await?.iter().any(|&each| each >= last_seq + 4));
     wait_until("replayed and live ticks", PATIENCE, caught_up).await?;
-    let after: Vec<u64> = seqs(tab)
-        .await?
-        .into_iter()
-        .skip_while(|&each| each != last_seq)
-        .collect();
-    let consecutive = after.windows(2).all(|pair| pair[1] == pair[0] + 1);
-    if !consecutive {
-        bail!("ids after {last} are not consecutive: {after:?}");
-    }
+    consecutive_from(tab, last_seq).await?;
     Ok(())
 }
 
@@ -476,14 +482,7 @@ async fn notices_a_frozen_server_and_recovers(running: &Running, tab: &Tab) -> R
     let caught_up =
         async || Ok(is_open(tab).await? && seqs(tab).await?.iter().any(|&each| each >= last + 3));
     wait_until("open again, with new ticks", PATIENCE, caught_up).await?;
-    let after: Vec<u64> = seqs(tab)
-        .await?
-        .into_iter()
-        .skip_while(|&each| each != last)
-        .collect();
-    if !after.windows(2).all(|pair| pair[1] == pair[0] + 1) {
-        bail!("ids after {last} are not consecutive: {after:?}");
-    }
+    consecutive_from(tab, last).await?;
     // Abandoning a connection that hung makes the browser log an error.
     tab.take_errors();
     Ok(())

@@ -11,7 +11,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use tokio::time::Instant;
 
 use super::cdp::{Browser, Tab, wait_until};
-use super::{INTERVAL, PATIENCE, Report, Running, count, is_open, page_loads, reconnects, seqs};
+use super::{
+    INTERVAL, PATIENCE, Report, Running, consecutive_from, count, is_open, page_loads, reconnects,
+    seqs,
+};
 use crate::redis::Redis;
 use crate::servers::proxy::Nginx;
 use crate::servers::{self, DEMOS, Demo, Instance, Kind};
@@ -147,14 +150,7 @@ impl Front {
         wait_until("the page to reconnect", PATIENCE, back).await?;
         let caught_up = async || Ok(seqs(tab).await?.iter().any(|&each| each >= last + 4));
         wait_until("new ticks", PATIENCE, caught_up).await?;
-        let after: Vec<u64> = seqs(tab)
-            .await?
-            .into_iter()
-            .skip_while(|&each| each != last)
-            .collect();
-        if !after.windows(2).all(|pair| pair[1] == pair[0] + 1) {
-            bail!("ids after {last} are not consecutive: {after:?}");
-        }
+        let after = consecutive_from(tab, last).await?;
         // Now on the other instance.
         self.serving(&[other]).await?;
         Ok(format!(
@@ -270,13 +266,9 @@ async fn stays_open_as_it_starts_again(stopped: &mut Running, tab: &Tab) -> Resu
     if again > 0 {
         bail!("the page reconnected {again} time(s)");
     }
-    let after: Vec<u64> = seqs(tab)
-        .await?
-        .into_iter()
-        .skip_while(|&each| each != last)
-        .collect();
-    if after.len() < 6 || !after.windows(2).all(|pair| pair[1] == pair[0] + 1) {
-        bail!("ids after {last}: {after:?}");
+    let after = consecutive_from(tab, last).await?;
+    if after.len() < 6 {
+        bail!("too few ids after {last}: {after:?}");
     }
     Ok(format!(
         "{} back; {} more ticks in a row, no reconnect",
