@@ -5,7 +5,7 @@
 //! JSON, 408 a body slower than `--request-timeout`, 429 over the rate limit
 //! (with `Retry-After`), 503 when the broadcast cannot be published.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use futures_util::{Stream, StreamExt};
 use shared::http::{self, Conn, Context, Refusal, check_origin};
 use shared::policy::{Reason, Refused};
@@ -16,7 +16,7 @@ use warp::{Filter, Rejection};
 use crate::cors;
 
 pub(crate) fn route(
-    context: Context<Bytes>,
+    context: Context,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("api")
         .and(warp::method())
@@ -35,7 +35,7 @@ pub(crate) fn route(
 }
 
 async fn handle<S, B>(
-    context: &Context<Bytes>,
+    context: &Context,
     method: Method,
     headers: &HeaderMap,
     conn: Conn,
@@ -64,7 +64,7 @@ where
 }
 
 async fn receive<S, B>(
-    context: &Context<Bytes>,
+    context: &Context,
     headers: &HeaderMap,
     conn: &Conn,
     body: S,

@@ -36,7 +36,7 @@ struct Resume {
 }
 
 pub(crate) fn route(
-    context: Context<Bytes>,
+    context: Context,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::get()
         .and(warp::path!("sse"))
@@ -51,7 +51,7 @@ pub(crate) fn route(
 }
 
 fn open(
-    context: &Context<Bytes>,
+    context: &Context,
     headers: &HeaderMap,
     query: Resume,
     conn: Conn,
@@ -178,7 +178,7 @@ async fn watchdog(
 struct Client {
     peer: SocketAddr,
     opening: VecDeque<Bytes>,
-    subscription: Subscription<Bytes>,
+    subscription: Subscription,
     heartbeat: Interval,
     progress: Arc<Progress>,
     /// Stops the watchdog when the stream ends.

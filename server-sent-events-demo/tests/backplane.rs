@@ -3,7 +3,6 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::start;
 use serde_json::{Value, json};
 use shared::Server;
@@ -11,14 +10,14 @@ use shared::testing::redis::Redis;
 use shared::testing::resume::Readers;
 use shared::testing::{EventStream, eventually, http, request};
 
-fn up(server: &Server<Bytes>) -> bool {
+fn up(server: &Server) -> bool {
     server
         .publisher
         .backplane()
         .is_some_and(|backplane| backplane.up)
 }
 
-async fn instances(count: usize, url: &str, options: &[&str]) -> Vec<Server<Bytes>> {
+async fn instances(count: usize, url: &str, options: &[&str]) -> Vec<Server> {
     let mut servers = Vec::new();
     for _ in 0..count {
         let mut all = vec!["--redis", url];

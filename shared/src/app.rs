@@ -38,24 +38,24 @@ impl std::fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 /// A running server.
-pub struct Server<F> {
+pub struct Server {
     pub addr: SocketAddr,
     /// Whether it speaks TLS (`https://`, `wss://`).
     pub tls: bool,
-    pub hub: Arc<Hub<F>>,
+    pub hub: Arc<Hub>,
     /// Where broadcasts are published; tests publish here too.
     pub publisher: Arc<dyn Publisher>,
-    context: Context<F>,
+    context: Context,
 }
 
-impl<F: Send + Sync + 'static> Server<F> {
+impl Server {
     /// Binds, then serves the demo's `routes` (plus `/healthz` and
     /// `/metrics`) with broadcasts framed by `frame`, until [`Server::shutdown`].
     pub async fn start<R, T>(
         config: Config,
-        frame: Framer<F>,
-        routes: impl FnOnce(Context<F>) -> R,
-    ) -> Result<Server<F>, StartError>
+        frame: Framer,
+        routes: impl FnOnce(Context) -> R,
+    ) -> Result<Server, StartError>
     where
         R: Filter<Extract = (T,), Error = Rejection> + Clone + Send + Sync + 'static,
         T: Reply,
@@ -210,13 +210,8 @@ async fn summarize_refusals(rejections: Arc<Rejections>, stop: CancellationToken
 
 /// Runs a server binary: parse options, start, serve until a signal. Errors a
 /// user can cause print one line and exit with status 1.
-pub fn main<F, R, T>(
-    defaults: &Defaults,
-    frame: Framer<F>,
-    routes: impl FnOnce(Context<F>) -> R,
-) -> ExitCode
+pub fn main<R, T>(defaults: &Defaults, frame: Framer, routes: impl FnOnce(Context) -> R) -> ExitCode
 where
-    F: Send + Sync + 'static,
     R: Filter<Extract = (T,), Error = Rejection> + Clone + Send + Sync + 'static,
     T: Reply,
 {

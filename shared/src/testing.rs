@@ -30,14 +30,13 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Starts a server on 127.0.0.1 with the given extra options; on port 0
 /// unless they give `--port`.
-pub async fn start<F, R, T>(
+pub async fn start<R, T>(
     defaults: &Defaults,
-    frame: Framer<F>,
-    routes: impl FnOnce(Context<F>) -> R,
+    frame: Framer,
+    routes: impl FnOnce(Context) -> R,
     options: &[&str],
-) -> Server<F>
+) -> Server
 where
-    F: Send + Sync + 'static,
     R: Filter<Extract = (T,), Error = Rejection> + Clone + Send + Sync + 'static,
     T: Reply,
 {
@@ -237,7 +236,7 @@ pub fn resident_bytes() -> u64 {
 
 /// Publishes `count` broadcasts of `message`, yielding now and then as a busy
 /// server would, so readers on the same runtime get to run.
-pub async fn publish_burst<F>(hub: &Hub<F>, count: u64, message: &str) {
+pub async fn publish_burst(hub: &Hub, count: u64, message: &str) {
     for round in 0..count {
         hub.publish(message);
         if round % 8 == 0 {

@@ -1,7 +1,6 @@
 //! The WebSocket opening handshake (RFC 6455, section 4.2), checked strictly so
 //! that every bad request gets the status that says what is wrong.
 
-use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
 use serde::Deserialize;
 use shared::http::{self, Conn, Context, Refusal, check_origin, check_since};
@@ -26,7 +25,7 @@ struct Resume {
 
 /// `GET /` with `Upgrade: websocket`; any other request passes on to the page.
 pub(crate) fn route(
-    context: Context<Bytes>,
+    context: Context,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::get()
         .and(warp::path::end())
@@ -81,7 +80,7 @@ fn valid_key(key: &[u8]) -> bool {
 }
 
 fn accept(
-    context: &Context<Bytes>,
+    context: &Context,
     headers: &HeaderMap,
     resume: Option<Resume>,
     upgrade: Option<OnUpgrade>,

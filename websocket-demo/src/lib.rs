@@ -40,9 +40,7 @@ pub fn frame(id: EventId, message: &str) -> Bytes {
 }
 
 /// Every route of the server.
-pub fn routes(
-    context: Context<Bytes>,
-) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+pub fn routes(context: Context) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let heartbeat = context.config.heartbeat;
     handshake::route(context).or(pages::routes(PAGE, heartbeat))
 }

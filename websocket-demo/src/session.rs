@@ -81,9 +81,9 @@ enum End {
 pub(crate) async fn run(
     upgrade: OnUpgrade,
     config: WebSocketConfig,
-    mut subscription: Subscription<Bytes>,
+    mut subscription: Subscription,
     evicted: CancellationToken,
-    context: Context<Bytes>,
+    context: Context,
     // Held to the end: the connection's place among the server's is freed
     // when the session ends.
     conn: Conn,
@@ -175,7 +175,7 @@ async fn close(
 
 /// Ends the session when the client answered no ping for two heartbeats, or
 /// has taken longer than the request timeout over one message.
-async fn watchdog(activity: &Activity, context: &Context<Bytes>, peer: SocketAddr) -> End {
+async fn watchdog(activity: &Activity, context: &Context, peer: SocketAddr) -> End {
     let config = &context.config;
     let heartbeat = config.heartbeat;
     let limit = config.request_timeout;
@@ -197,9 +197,9 @@ async fn watchdog(activity: &Activity, context: &Context<Bytes>, peer: SocketAdd
 async fn write(
     writer: &mut Writer,
     outgoing: &mut Outgoing,
-    subscription: &mut Subscription<Bytes>,
+    subscription: &mut Subscription,
     replies: &Replies,
-    context: &Context<Bytes>,
+    context: &Context,
 ) -> End {
     let every = context.config.heartbeat;
     let mut pings = interval_at(Instant::now() + every, every);
@@ -289,7 +289,7 @@ impl Replies {
 
 /// The reading side of a session.
 struct Reader<'a> {
-    context: &'a Context<Bytes>,
+    context: &'a Context,
     peer: SocketAddr,
     replies: &'a Replies,
     /// This connection's share of the message rate limit.

@@ -5,7 +5,6 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::{Resumer, close_code, connect_and_greet, next_json, seq, start};
 use futures_util::SinkExt;
 use serde_json::{Value, json};
@@ -17,7 +16,7 @@ use shared::testing::{eventually, http, request};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-fn up(server: &Server<Bytes>) -> bool {
+fn up(server: &Server) -> bool {
     server
         .publisher
         .backplane()
@@ -26,7 +25,7 @@ fn up(server: &Server<Bytes>) -> bool {
 
 /// `count` instances on the Redis at `url`, each with `options` too, once
 /// they have all reached it.
-async fn instances(count: usize, url: &str, options: &[&str]) -> Vec<Server<Bytes>> {
+async fn instances(count: usize, url: &str, options: &[&str]) -> Vec<Server> {
     let mut servers = Vec::new();
     for _ in 0..count {
         let mut all = vec!["--redis", url];

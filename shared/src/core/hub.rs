@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::id::EventId;
@@ -24,15 +25,15 @@ use super::id::EventId;
 /// One broadcast, framed once for the server's protocol and shared by every
 /// client's queue.
 #[derive(Debug)]
-pub struct Event<F> {
+pub struct Event {
     pub id: EventId,
     /// What the server writes to a client: a WebSocket text frame, an
     /// event-stream block.
-    pub frame: F,
+    pub frame: Bytes,
 }
 
 /// How a server frames a broadcast for its protocol, from its id and text.
-pub type Framer<F> = fn(EventId, &str) -> F;
+pub type Framer = fn(EventId, &str) -> Bytes;
 
 /// Why a resuming client cannot be given everything it missed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,24 +111,24 @@ pub struct HubStats {
     pub slow_disconnects: AtomicU64,
 }
 
-pub struct Hub<F> {
+pub struct Hub {
     config: HubConfig,
-    frame: Framer<F>,
-    state: Mutex<State<F>>,
+    frame: Framer,
+    state: Mutex<State>,
     pub stats: HubStats,
 }
 
 /// The broadcasts and who reads them: one ring, shared by every subscriber,
 /// each with a cursor into it. Nothing is queued per client: a broadcast is
 /// pushed once, and the subscribers waiting for it are woken.
-struct State<F> {
+struct State {
     /// The run of the newest broadcast: this process's own, or the run of
     /// the ids a backplane delivers.
     run: u64,
     last_seq: u64,
     /// The newest broadcasts, oldest first: as many as the replay buffer and
     /// the longest client queue need.
-    ring: VecDeque<Arc<Event<F>>>,
+    ring: VecDeque<Arc<Event>>,
     subscribers: HashMap<u64, Subscriber>,
     next_key: u64,
     closed: bool,
@@ -143,9 +144,9 @@ struct Subscriber {
     evicted: CancellationToken,
 }
 
-impl<F> Hub<F> {
+impl Hub {
     /// A hub whose broadcasts are framed by `frame`.
-    pub fn new(config: HubConfig, frame: Framer<F>) -> Arc<Hub<F>> {
+    pub fn new(config: HubConfig, frame: Framer) -> Arc<Hub> {
         // Nanoseconds since the epoch: distinct for every start of a server.
         let run = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -166,7 +167,7 @@ impl<F> Hub<F> {
         })
     }
 
-    fn state(&self) -> MutexGuard<'_, State<F>> {
+    fn state(&self) -> MutexGuard<'_, State> {
         // No code panics while holding the lock, so a poisoned lock still holds
         // consistent state.
         self.state
@@ -265,7 +266,7 @@ impl<F> Hub<F> {
     /// Frames `message` once, keeps it in the ring, evicts the subscribers
     /// it leaves too far behind, and wakes those waiting for it. The waking
     /// happens after the lock is released.
-    fn fan_out(&self, mut state: MutexGuard<'_, State<F>>, id: EventId, message: &str) {
+    fn fan_out(&self, mut state: MutexGuard<'_, State>, id: EventId, message: &str) {
         state.last_seq = id.seq;
         let event = Arc::new(Event {
             id,
@@ -316,7 +317,7 @@ impl<F> Hub<F> {
         self: &Arc<Self>,
         since: Option<&str>,
         evicted: CancellationToken,
-    ) -> Result<Subscription<F>, SubscribeError> {
+    ) -> Result<Subscription, SubscribeError> {
         let mut state = self.state();
         if state.closed {
             return Err(SubscribeError::Closed);
@@ -391,7 +392,7 @@ impl<F> Hub<F> {
     /// The next broadcast for subscriber `key`, if there is one; `Err` when
     /// it is no longer subscribed. With `waker`, a subscriber with nothing
     /// to read is woken by the next broadcast.
-    fn read(&self, key: u64, waker: Option<&Waker>) -> Result<Option<Arc<Event<F>>>, Gone> {
+    fn read(&self, key: u64, waker: Option<&Waker>) -> Result<Option<Arc<Event>>, Gone> {
         let mut state = self.state();
         let oldest_kept = state.ring.front().map(|event| event.id.seq);
         let last_seq = state.last_seq;
@@ -426,7 +427,7 @@ struct Gone;
 
 /// Where a client that saw `since` resumes: the `seq` it reads next, if the
 /// ring still holds all it missed.
-fn resume_at<F>(state: &State<F>, since: &str, config: &HubConfig) -> Result<u64, MissedReason> {
+fn resume_at(state: &State, since: &str, config: &HubConfig) -> Result<u64, MissedReason> {
     let since: EventId = since.parse().map_err(|_| MissedReason::Unknown)?;
     if since.run != state.run {
         return Err(MissedReason::Restarted);
@@ -455,18 +456,18 @@ fn resume_at<F>(state: &State<F>, since: &str, config: &HubConfig) -> Result<u64
 
 /// One client's view of the hub: a cursor into its ring. Dropping it leaves
 /// the hub.
-pub struct Subscription<F> {
-    hub: Arc<Hub<F>>,
+pub struct Subscription {
+    hub: Arc<Hub>,
     key: u64,
     /// Set when the client asked to resume but some broadcasts are lost to it.
     pub missed: Option<Missed>,
 }
 
-impl<F> Subscription<F> {
+impl Subscription {
     /// The next broadcast: replayed ones first, then live ones. `None` once the
     /// hub has closed (or evicted this subscriber, or let it go) and it has
     /// read what it could.
-    pub async fn next(&mut self) -> Option<Arc<Event<F>>> {
+    pub async fn next(&mut self) -> Option<Arc<Event>> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
@@ -474,7 +475,7 @@ impl<F> Subscription<F> {
     pub fn poll_next(
         &mut self,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Arc<Event<F>>>> {
+    ) -> std::task::Poll<Option<Arc<Event>>> {
         match self.hub.read(self.key, Some(cx.waker())) {
             Ok(Some(event)) => std::task::Poll::Ready(Some(event)),
             Ok(None) => std::task::Poll::Pending,
@@ -484,12 +485,12 @@ impl<F> Subscription<F> {
 
     /// The next broadcast if one is waiting, without waiting: lets a writer
     /// that fell behind send several before one flush.
-    pub fn try_next(&mut self) -> Option<Arc<Event<F>>> {
+    pub fn try_next(&mut self) -> Option<Arc<Event>> {
         self.hub.read(self.key, None).ok().flatten()
     }
 }
 
-impl<F> Drop for Subscription<F> {
+impl Drop for Subscription {
     fn drop(&mut self) {
         self.hub.unsubscribe(self.key);
     }
@@ -499,7 +500,12 @@ impl<F> Drop for Subscription<F> {
 mod tests {
     use super::*;
 
-    fn hub(replay: usize, client_queue: usize) -> Arc<Hub<String>> {
+    /// A frame that reads as its id and message.
+    fn text_frame(id: EventId, message: &str) -> Bytes {
+        Bytes::from(format!("{id} {message}"))
+    }
+
+    fn hub(replay: usize, client_queue: usize) -> Arc<Hub> {
         let config = HubConfig {
             replay,
             client_queue,
@@ -507,14 +513,14 @@ mod tests {
             ahead: 4,
             backplane: false,
         };
-        Hub::new(config, |id, message| format!("{id} {message}"))
+        Hub::new(config, text_frame)
     }
 
-    fn subscribe(hub: &Arc<Hub<String>>, since: Option<&str>) -> Subscription<String> {
+    fn subscribe(hub: &Arc<Hub>, since: Option<&str>) -> Subscription {
         hub.subscribe(since, CancellationToken::new()).unwrap()
     }
 
-    async fn drain(sub: &mut Subscription<String>, n: usize) -> Vec<u64> {
+    async fn drain(sub: &mut Subscription, n: usize) -> Vec<u64> {
         let mut seqs = Vec::new();
         for _ in 0..n {
             seqs.push(sub.next().await.unwrap().id.seq);
@@ -523,7 +529,7 @@ mod tests {
     }
 
     /// What the subscription can read at once.
-    fn backlog(sub: &mut Subscription<String>) -> Vec<u64> {
+    fn backlog(sub: &mut Subscription) -> Vec<u64> {
         std::iter::from_fn(|| sub.try_next())
             .map(|event| event.id.seq)
             .collect()
@@ -684,7 +690,7 @@ mod tests {
             backplane: true,
             ..HubConfig::default()
         };
-        let hub = Hub::new(config, |id, message| format!("{id} {message}"));
+        let hub = Hub::new(config, text_frame);
         let refused = hub.subscribe(Some("b0b-1"), CancellationToken::new());
         assert_eq!(
             refused.err(),

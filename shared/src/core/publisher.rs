@@ -81,17 +81,17 @@ impl std::error::Error for PublishError {}
 
 /// The publisher of a server that runs alone: its hub is the whole audience,
 /// and it assigns the ids.
-pub struct Local<F> {
-    hub: Arc<Hub<F>>,
+pub struct Local {
+    hub: Arc<Hub>,
 }
 
-impl<F> Local<F> {
-    pub fn new(hub: Arc<Hub<F>>) -> Local<F> {
+impl Local {
+    pub fn new(hub: Arc<Hub>) -> Local {
         Local { hub }
     }
 }
 
-impl<F: Send + Sync + 'static> Publisher for Local<F> {
+impl Publisher for Local {
     fn publish<'a>(&'a self, message: &'a str) -> BoxFuture<'a, Result<EventId, PublishError>> {
         let id = self.hub.publish(message);
         Box::pin(std::future::ready(Ok(id)))

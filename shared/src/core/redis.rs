@@ -63,18 +63,18 @@ const BATCH: usize = 512;
 const KEEP_AT_LEAST: usize = 1024;
 
 /// The Redis backplane, as the server's publisher.
-pub struct Redis<F> {
-    shared: Arc<Shared<F>>,
+pub struct Redis {
+    shared: Arc<Shared>,
 }
 
-struct Shared<F> {
+struct Shared {
     client: Client,
     /// Where Redis is, for people (no password).
     place: String,
     stream: String,
     meta: String,
     keep: usize,
-    hub: Arc<Hub<F>>,
+    hub: Arc<Hub>,
     append: Script,
     /// The connection for commands, while Redis is reachable.
     commands: Mutex<Option<MultiplexedConnection>>,
@@ -102,11 +102,11 @@ impl std::fmt::Display for BadUrl {
 
 impl std::error::Error for BadUrl {}
 
-impl<F: Send + Sync + 'static> Redis<F> {
+impl Redis {
     /// A backplane on the stream `stream` of the Redis at `url`, feeding
     /// `hub`, and keeping about `replay` entries. It connects in the
     /// background, from [`Redis::run`]; until then, publishing fails.
-    pub fn new(url: &str, stream: &str, hub: Arc<Hub<F>>, replay: usize) -> Result<Self, BadUrl> {
+    pub fn new(url: &str, stream: &str, hub: Arc<Hub>, replay: usize) -> Result<Self, BadUrl> {
         let client = Client::open(url).map_err(BadUrl)?;
         let info = client.get_connection_info();
         let place = format!("Redis at {}", info.addr());
@@ -151,7 +151,7 @@ impl<F: Send + Sync + 'static> Redis<F> {
     }
 }
 
-impl<F: Send + Sync + 'static> Shared<F> {
+impl Shared {
     async fn connect_and_read(&self, backoff: &mut Backoff) -> Result<(), RedisError> {
         let commands_config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
@@ -280,7 +280,7 @@ impl<F: Send + Sync + 'static> Shared<F> {
     }
 }
 
-impl<F: Send + Sync + 'static> Publisher for Redis<F> {
+impl Publisher for Redis {
     fn publish<'a>(&'a self, message: &'a str) -> BoxFuture<'a, Result<EventId, PublishError>> {
         Box::pin(async move {
             let shared = &self.shared;

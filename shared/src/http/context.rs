@@ -30,9 +30,10 @@ impl std::fmt::Debug for Conn {
     }
 }
 
-/// What routes share. `F` is the frame the server sends (see [`Hub`]).
-pub struct Context<F> {
-    pub hub: Arc<Hub<F>>,
+/// What routes share.
+#[derive(Clone)]
+pub struct Context {
+    pub hub: Arc<Hub>,
     /// Where client messages go to be broadcast.
     pub inbox: Arc<Inbox>,
     pub config: Arc<Config>,
@@ -46,22 +47,6 @@ pub struct Context<F> {
     pub shutdown: CancellationToken,
     /// Tasks the server waits for before it exits (connections, sessions).
     pub tasks: TaskTracker,
-}
-
-// By hand: a derive would ask for `F: Clone`, which the Arcs do not need.
-impl<F> Clone for Context<F> {
-    fn clone(&self) -> Self {
-        Context {
-            hub: self.hub.clone(),
-            inbox: self.inbox.clone(),
-            config: self.config.clone(),
-            origins: self.origins.clone(),
-            proxies: self.proxies.clone(),
-            rejections: self.rejections.clone(),
-            shutdown: self.shutdown.clone(),
-            tasks: self.tasks.clone(),
-        }
-    }
 }
 
 /// The request's [`Conn`], with `peer` the client the request is for: the

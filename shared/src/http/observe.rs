@@ -11,8 +11,8 @@ use warp::{Filter, Rejection, Reply};
 use crate::core::{DELIVERY_BUCKETS, Hub, Publisher};
 use crate::policy::{Reason, Rejections};
 
-pub fn routes<F: Send + Sync + 'static>(
-    hub: Arc<Hub<F>>,
+pub fn routes(
+    hub: Arc<Hub>,
     publisher: Arc<dyn Publisher>,
     rejections: Arc<Rejections>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
@@ -30,7 +30,7 @@ pub fn routes<F: Send + Sync + 'static>(
 
 /// 200 with the clients and the newest id; 503 while a backplane the server
 /// needs is out of reach, saying why.
-fn health<F>(hub: &Hub<F>, publisher: &dyn Publisher) -> warp::reply::Response {
+fn health(hub: &Hub, publisher: &dyn Publisher) -> warp::reply::Response {
     let mut body = serde_json::json!({
         "status": "ok",
         "clients": hub.client_count(),
@@ -48,7 +48,7 @@ fn health<F>(hub: &Hub<F>, publisher: &dyn Publisher) -> warp::reply::Response {
 }
 
 /// The Prometheus text exposition format.
-fn render<F>(hub: &Hub<F>, publisher: &dyn Publisher, rejections: &Rejections) -> String {
+fn render(hub: &Hub, publisher: &dyn Publisher, rejections: &Rejections) -> String {
     let stats = &hub.stats;
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {

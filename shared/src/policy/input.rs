@@ -137,8 +137,8 @@ mod tests {
     use super::*;
     use crate::core::{Hub, HubConfig, Local};
 
-    fn inbox(rate: f64, burst: u32) -> (Inbox, Arc<Hub<String>>, Arc<Rejections>) {
-        let hub = Hub::new(HubConfig::default(), |_, message| message.to_owned());
+    fn inbox(rate: f64, burst: u32) -> (Inbox, Arc<Hub>, Arc<Rejections>) {
+        let hub = Hub::new(HubConfig::default(), |_, message| message.to_owned().into());
         let rejections = Arc::new(Rejections::default());
         let publisher = Arc::new(Local::new(hub.clone()));
         let inbox = Inbox::new(publisher, rejections.clone(), rate, burst);

@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use shared::Server;
@@ -25,7 +24,7 @@ pub const UPGRADE: &str =
 pub const KEY: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
 pub const V13: &str = "Sec-WebSocket-Version: 13\r\n";
 
-pub async fn start(options: &[&str]) -> Server<Bytes> {
+pub async fn start(options: &[&str]) -> Server {
     testing::start(
         &websocket_demo::DEFAULTS,
         websocket_demo::frame,
