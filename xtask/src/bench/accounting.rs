@@ -40,6 +40,10 @@ pub struct Accounting {
     /// number.
     #[serde(skip)]
     missing: Vec<(usize, u64)>,
+    /// Clients that missed some broadcast (when every message was
+    /// broadcast: the clients only say whether they got them all).
+    #[serde(skip)]
+    short: Option<usize>,
 }
 
 /// Messages refused with the same answer (but for its numbers: "retry in
@@ -86,6 +90,7 @@ impl Accounting {
             not_sent: messages.saturating_sub(account.sent),
             cut_off: account.cut_off.clone(),
             never_broadcast: messages - broadcast.len(),
+            short: (broadcast.len() == messages).then_some(outcome.short),
             not_delivered: missing.iter().map(|(_, missing)| missing).sum(),
             broadcast: broadcast.into_iter().collect(),
             refused,
@@ -188,9 +193,13 @@ impl Accounting {
                 .into_iter()
                 .map(|(from, to, missing)| format!("{}: {missing}", span(from, to)))
                 .collect();
+            let short = match self.short {
+                Some(short) => format!("; {short} clients missed some"),
+                None => String::new(),
+            };
             lines.push(format!(
-                "  LOST: {} deliveries of {}: broadcast but not delivered (clients missing each \
-                 broadcast: {})",
+                "  LOST: {} deliveries of {}: broadcast but not delivered{short} (clients \
+                 missing each broadcast: {})",
                 self.not_delivered,
                 broadcasts as u64 * clients as u64,
                 each.join(", ")
@@ -200,30 +209,17 @@ impl Accounting {
     }
 
     fn sender_line(&self) -> String {
-        let ids = || {
-            let spans: Vec<String> = runs(
-                &self
-                    .broadcast
-                    .iter()
-                    .map(|seq| (*seq, ()))
-                    .collect::<Vec<_>>(),
-            )
-            .into_iter()
-            .map(|(from, to, ())| span(from, to))
-            .collect();
-            spans.join(", ")
-        };
+        let spans = ids(&self.broadcast);
         let over = self.over;
         if self.whole() && self.refused.is_empty() && self.cut_off.is_none() {
             return format!(
                 "  sender ({over}): all {} messages broadcast ({})",
-                self.messages,
-                ids()
+                self.messages, spans
             );
         }
         let broadcast = match self.broadcast.len() {
             0 => "0 broadcast".to_owned(),
-            count => format!("{count} broadcast ({})", ids()),
+            count => format!("{count} broadcast ({spans})"),
         };
         let ended = match &self.cut_off {
             Some(cut) => format!(
@@ -306,6 +302,16 @@ fn runs<T: PartialEq + Copy>(numbered: &[(usize, T)]) -> Vec<(usize, usize, T)> 
     runs
 }
 
+/// Numbers as spans: `#1-#5, #7`.
+fn ids(numbers: &[usize]) -> String {
+    let numbered: Vec<(usize, ())> = numbers.iter().map(|n| (*n, ())).collect();
+    let spans: Vec<String> = runs(&numbered)
+        .into_iter()
+        .map(|(from, to, ())| span(from, to))
+        .collect();
+    spans.join(", ")
+}
+
 fn span(from: usize, to: usize) -> String {
     match from == to {
         true => format!("#{from}"),
@@ -317,11 +323,13 @@ fn span(from: usize, to: usize) -> String {
 mod tests {
     use super::*;
 
-    /// 4 clients, `missing` by broadcast.
+    /// 4 clients, `missing` by broadcast; as many missed some as missed
+    /// the broadcast most missed.
     fn outcome(missing: &[u64]) -> Outcome {
         Outcome {
             clients: 4,
             missing: missing.to_vec(),
+            short: missing.iter().copied().max().unwrap_or(0) as usize,
             ..Outcome::default()
         }
     }
@@ -478,8 +486,8 @@ mod tests {
         assert_eq!(accounting.headline(), None);
         assert_eq!(
             accounting.lines(4)[1],
-            "  LOST: 6 deliveries of 12: broadcast but not delivered (clients missing each \
-             broadcast: #2: 2, #3: 4)"
+            "  LOST: 6 deliveries of 12: broadcast but not delivered; 4 clients missed some \
+             (clients missing each broadcast: #2: 2, #3: 4)"
         );
         assert_eq!(
             accounting.failure().unwrap(),
@@ -495,6 +503,7 @@ mod tests {
             (span(4, 4), span(4, 9)),
             ("#4".to_owned(), "#4-#9".to_owned())
         );
+        assert_eq!(ids(&[1, 2, 3, 5, 7, 8]), "#1-#3, #5, #7-#8");
         let answers = ["a 1", "b", "a 22", "b", "b"].map(String::from);
         let grouped = group(&answers);
         assert_eq!(
