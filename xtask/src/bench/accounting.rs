@@ -226,6 +226,12 @@ impl Accounting {
                 "{} unanswered when the connection ended ({cut}), {} not sent after it",
                 self.unanswered, self.not_sent
             ),
+            // Neither a broadcast nor an error came back, on a connection
+            // still open: the server dropped the answers.
+            None if self.unanswered > 0 => format!(
+                "{} unanswered on a connection still open, {} not sent",
+                self.unanswered, self.not_sent
+            ),
             None => format!("{} unanswered, {} not sent", self.unanswered, self.not_sent),
         };
         format!(
@@ -492,6 +498,25 @@ mod tests {
         assert_eq!(
             accounting.failure().unwrap(),
             "6 deliveries of broadcasts lost"
+        );
+    }
+
+    #[test]
+    fn answers_dropped_on_an_open_connection_are_unanswered_and_said_so() {
+        let accounting = Accounting::new(
+            &account(5, &[1, 2], &[r#"{"error":"try again later"}"#]),
+            &outcome(&[0, 0, 4, 4, 4]),
+            5,
+            4,
+        );
+        assert_eq!(
+            accounting.headline().unwrap(),
+            "NOT BROADCAST: 3 of the sender's 5 messages (1 refused, 2 unanswered)"
+        );
+        assert_eq!(
+            accounting.lines(4)[0],
+            "  sender (WebSocket): 5 messages, 5 sent: 2 broadcast (#1-#2), 1 refused, \
+             2 unanswered on a connection still open, 0 not sent"
         );
     }
 

@@ -491,7 +491,12 @@ async fn deliver(
                 say!("  ... {received} of {expected} deliveries after {after:.0} s");
             }
             () = sleep_until(receiving_limit), if reporting_limit.is_none() => {
-                say!("  ... not everything arrived within {LIMIT:?} of the last send: the rest is lost");
+                let Account { sent, broadcast, refused, .. } = sender.account();
+                let waiting = sent.saturating_sub(broadcast.len() + refused.len());
+                say!(
+                    "  ... not everything arrived within {LIMIT:?} of the last send, and {waiting} \
+                     messages are still unanswered: the rest is lost"
+                );
                 workers.tell_all(&ToWorker::Finish).await?;
                 reporting_limit = Some(Instant::now() + Duration::from_secs(30));
             }
