@@ -153,9 +153,13 @@ impl Accounting {
             lines.push(format!("    {count} refused, the first saying: {said}"));
         }
         if self.refused_yet_broadcast > 0 {
+            let (count, were) = match self.refused_yet_broadcast {
+                1 => (1, "was"),
+                count => (count, "were"),
+            };
             lines.push(format!(
-                "    {} of the refused were broadcast all the same (answered \"may have gone out\")",
-                self.refused_yet_broadcast
+                "    {count} of the refused {were} broadcast all the same (answered \"may have gone \
+                 out\")"
             ));
         }
         if self.refused_count() > 0 && self.over == Over::WebSocket {
@@ -466,7 +470,9 @@ mod tests {
             "NOT BROADCAST: 1 of the sender's 3 messages (2 refused)"
         );
         let lines = accounting.lines(4);
-        assert!(lines.contains(&"    1 of the refused were broadcast all the same (answered \"may have gone out\")".to_owned()), "{lines:#?}");
+        let went_out =
+            "    1 of the refused was broadcast all the same (answered \"may have gone out\")";
+        assert!(lines.contains(&went_out.to_owned()), "{lines:#?}");
         // Over /api, ids say which message each broadcast is: no caveat.
         assert!(
             !lines.iter().any(|line| line.contains("latencies")),
