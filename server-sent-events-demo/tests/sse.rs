@@ -4,14 +4,19 @@ mod common;
 
 use common::start;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
+use shared::testing::hostile::Binary;
+use shared::testing::redis::{self, Redis};
 use shared::testing::resume::Readers;
 use shared::testing::{self, EventStream, PATIENCE, eventually, http, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_server-sent-events-demo");
 
 async fn post(addr: SocketAddr, content_type: &str, body: &str) -> testing::Response {
     http(
@@ -264,7 +269,22 @@ async fn stalled_streams_are_cut_off_and_cannot_hold_up_the_others() {
     const STALLED: usize = 50;
     const HEALTHY: usize = 5;
     const BURST: u64 = 5000;
-    let server = start(&["--interval", "60m"]).await;
+    // The real binary, so that the memory measured is the server's alone;
+    // the burst reaches it through its Redis stream.
+    let redis = Redis::start();
+    let args = [
+        "--interval",
+        "60m",
+        "--redis",
+        &redis.url(),
+        "--redis-stream",
+        "stalled",
+    ];
+    let server = Binary::start(BINARY, &args).await;
+    testing::until("the server reached Redis", async || {
+        server.health().await.0 == 200
+    })
+    .await;
     let mut stalled = Vec::new();
     for _ in 0..STALLED {
         let mut stream = TcpStream::connect(server.addr).await.unwrap();
@@ -274,38 +294,66 @@ async fn stalled_streams_are_cut_off_and_cannot_hold_up_the_others() {
             .unwrap();
         stalled.push(stream);
     }
-    let mut readers = Vec::new();
+    let mut healthy = Vec::new();
     for _ in 0..HEALTHY {
-        let mut stream = EventStream::open(server.addr, "/sse", &[]).await;
+        healthy.push(EventStream::open(server.addr, "/sse", &[]).await);
+    }
+    testing::until("everyone joined", async || {
+        server.metric("demo_connected_clients").await == (STALLED + HEALTHY) as u64
+    })
+    .await;
+    // The first broadcast, from a client, gives the run the burst goes on with.
+    let hey = json!({ "message": "Hey there" }).to_string();
+    assert_eq!(
+        post(server.addr, "application/json", &hey).await.status,
+        200
+    );
+    let mut readers = Vec::new();
+    let mut progress = Vec::new();
+    for mut stream in healthy {
+        let read = Arc::new(AtomicU64::new(0));
+        progress.push(read.clone());
         readers.push(tokio::spawn(async move {
-            let mut count = 0;
-            while count < BURST {
-                count += 1;
+            for count in 1..=1 + BURST {
                 assert_eq!(stream.next_event().await.seq(), count);
+                read.store(count, Ordering::Relaxed);
             }
-            count
+            stream
         }));
     }
-    eventually("everyone joined", || {
-        server.hub.client_count() == STALLED + HEALTHY
-    })
-    .await;
-    let before = testing::resident_bytes();
+    let last_id = async || {
+        server.health().await.1["lastEventId"]
+            .as_str()
+            .map(testing::id_of)
+    };
+    testing::until("the first broadcast", async || last_id().await.is_some()).await;
+    let first = last_id().await.unwrap();
+    let before = server.resident_bytes();
     let kib = "x".repeat(1024);
-    testing::publish_burst(&server.hub, BURST, &kib).await;
+    let caught_up = |seq| {
+        progress
+            .iter()
+            .all(|read| read.load(Ordering::Relaxed) >= seq)
+    };
+    redis::broadcast(&redis, "stalled", first, BURST, &kib, caught_up).await;
+    let mut healthy = Vec::new();
     for reader in readers {
-        assert_eq!(timeout(PATIENCE * 3, reader).await.unwrap().unwrap(), BURST);
+        healthy.push(timeout(PATIENCE, reader).await.unwrap().unwrap());
     }
-    eventually("every stalled stream was cut off", || {
-        server.hub.stats.slow_disconnects.load(Ordering::Relaxed) == STALLED as u64
+    testing::until("every stalled stream was cut off", async || {
+        server.metric("demo_slow_clients_disconnected_total").await == STALLED as u64
     })
     .await;
-    let growth = testing::resident_bytes().saturating_sub(before);
+    let growth = server.resident_bytes().saturating_sub(before);
     println!(
-        "{STALLED} stalled streams, {BURST} broadcasts of 1 KiB: resident memory grew {} KiB",
+        "{STALLED} stalled streams, {BURST} broadcasts of 1 KiB: the server's resident memory grew {} KiB",
         growth / 1024
     );
     assert!(growth < 32 * 1024 * 1024, "memory grew by {growth} bytes");
+    assert_eq!(
+        server.metric("demo_connected_clients").await,
+        HEALTHY as u64
+    );
     // Cut at the socket: each stalled client sees its connection end.
     for mut stream in stalled {
         let mut sink = Vec::new();
@@ -315,14 +363,14 @@ async fn stalled_streams_are_cut_off_and_cannot_hold_up_the_others() {
             "a stalled stream should be closed by the server"
         );
     }
+    drop(healthy);
 }
 
 #[tokio::test]
 async fn a_port_in_use_is_one_clear_line_and_status_1() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let binary = env!("CARGO_BIN_EXE_server-sent-events-demo");
-    let command = tokio::process::Command::new(binary)
+    let command = tokio::process::Command::new(BINARY)
         .args(["--port", &port])
         .output();
     let output = timeout(PATIENCE, command).await.unwrap().unwrap();
@@ -337,7 +385,7 @@ async fn a_port_in_use_is_one_clear_line_and_status_1() {
 
 #[tokio::test]
 async fn sigterm_ends_every_stream_and_exits() {
-    let (server, addr) = testing::spawn_binary(env!("CARGO_BIN_EXE_server-sent-events-demo")).await;
+    let (server, addr) = testing::spawn_binary(BINARY).await;
     let mut streams = Vec::new();
     for _ in 0..3 {
         streams.push(EventStream::open(addr, "/sse", &[]).await);

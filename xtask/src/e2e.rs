@@ -18,8 +18,9 @@ use cdp::{Browser, Tab, wait_until};
 use serde_json::json;
 
 use crate::flags;
-use crate::redis::Redis;
-use crate::servers::tls::Certificate;
+use harness::redis::Redis;
+use harness::tls::Certificate;
+
 use crate::servers::{self, DEMOS, Demo, Instance, Kind, Profile, Server};
 
 /// A short tick, so every check sees several.
@@ -35,7 +36,7 @@ impl flags::E2e {
         }
         let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
         // Missing, it fails only the checks that need it.
-        let redis = Redis::start();
+        let redis = Redis::try_start();
         let report = runtime.block_on(suite(&redis))?;
         say!("e2e: {} passed, {} failed", report.passed, report.failed);
         if report.failed > 0 {

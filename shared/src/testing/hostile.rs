@@ -103,15 +103,29 @@ impl Binary {
         (ticks(11).unwrap_or(0.0) + ticks(12).unwrap_or(0.0)) / 100.0
     }
 
+    /// `/healthz`'s answer: its status, and its body as JSON.
+    pub async fn health(&self) -> (u16, serde_json::Value) {
+        let health = http(self.addr, &request("GET", "/healthz", &[], "")).await;
+        let body = serde_json::from_str(&health.body)
+            .unwrap_or_else(|_| panic!("/healthz answers JSON: {health:?}"));
+        (health.status, body)
+    }
+
     /// How many inputs the server refused for `reason`, from `/metrics`.
     pub async fn refused(&self, reason: Reason) -> u64 {
+        let name = format!("demo_rejected_total{{reason=\"{}\"}}", reason.label());
+        self.metric(&name).await
+    }
+
+    /// The value of `name` (with its labels, if any) in `/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
         let metrics = http(self.addr, &request("GET", "/metrics", &[], "")).await;
-        let line = format!("demo_rejected_total{{reason=\"{}\"}} ", reason.label());
+        let line = format!("{name} ");
         metrics
             .body
             .lines()
             .find_map(|each| each.strip_prefix(&line)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("/metrics lacks {line}"))
+            .unwrap_or_else(|| panic!("/metrics lacks {name}"))
     }
 }
 

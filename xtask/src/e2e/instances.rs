@@ -7,7 +7,8 @@ use serde_json::json;
 
 use super::cdp::{Browser, Tab, wait_until};
 use super::{INTERVAL, PATIENCE, Report, Running, count, entries, is_open};
-use crate::redis::Redis;
+use harness::redis::Redis;
+
 use crate::servers::{Demo, Instance};
 
 /// The checks of two instances of `demo` sharing `redis`; without them (no
