@@ -6,9 +6,11 @@
 //! The server runs as its own process so that its resident memory is its own.
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::process::Stdio;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -232,6 +234,30 @@ impl Holding {
     pub async fn reached(&self) {
         let _ = self.0.send(()).await;
     }
+}
+
+/// Runs every row of a table as [`check`] does, and fails naming every row
+/// that failed and why: a failing row does not hide the rows after it.
+pub async fn check_table(path: &str, args: &[&str], rows: &[Row]) {
+    let mut failed = Vec::new();
+    for row in rows {
+        let checked = AssertUnwindSafe(check(path, args, row)).catch_unwind();
+        if let Err(panic) = checked.await {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic");
+            failed.push(format!("{}: {why}", row.shape));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failed.len(),
+        rows.len(),
+        failed.join("\n")
+    );
 }
 
 /// Runs `row` against a fresh server started from `path` with `args`: opens
