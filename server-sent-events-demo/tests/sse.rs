@@ -4,15 +4,12 @@ mod common;
 
 use common::start;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
-use shared::testing::hostile::Binary;
-use shared::testing::redis::{self, Redis};
 use shared::testing::resume::Readers;
-use shared::testing::{self, EventStream, PATIENCE, eventually, http, request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use shared::testing::{self, EventStream, PATIENCE, eventually, http, request, stalled};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
@@ -266,104 +263,17 @@ async fn streams_are_told_different_retry_times() {
 
 #[tokio::test]
 async fn stalled_streams_are_cut_off_and_cannot_hold_up_the_others() {
-    const STALLED: usize = 50;
-    const HEALTHY: usize = 5;
-    const BURST: u64 = 5000;
-    // The real binary, so that the memory measured is the server's alone;
-    // the burst reaches it through its Redis stream.
-    let redis = Redis::start();
-    let args = [
-        "--interval",
-        "60m",
-        "--redis",
-        &redis.url(),
-        "--redis-stream",
-        "stalled",
-    ];
-    let server = Binary::start(BINARY, &args).await;
-    testing::until("the server reached Redis", async || {
-        server.health().await.0 == 200
-    })
-    .await;
-    let mut stalled = Vec::new();
-    for _ in 0..STALLED {
-        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let stall = async |addr| {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let get = request("GET", "/sse", &[], "");
+        stream.write_all(&get).await.unwrap();
         stream
-            .write_all(&request("GET", "/sse", &[], ""))
-            .await
-            .unwrap();
-        stalled.push(stream);
-    }
-    let mut healthy = Vec::new();
-    for _ in 0..HEALTHY {
-        healthy.push(EventStream::open(server.addr, "/sse", &[]).await);
-    }
-    testing::until("everyone joined", async || {
-        server.metric("demo_connected_clients").await == (STALLED + HEALTHY) as u64
-    })
-    .await;
-    // The first broadcast, from a client, gives the run the burst goes on with.
-    let hey = json!({ "message": "Hey there" }).to_string();
-    assert_eq!(
-        post(server.addr, "application/json", &hey).await.status,
-        200
-    );
-    let mut readers = Vec::new();
-    let mut progress = Vec::new();
-    for mut stream in healthy {
-        let read = Arc::new(AtomicU64::new(0));
-        progress.push(read.clone());
-        readers.push(tokio::spawn(async move {
-            for count in 1..=1 + BURST {
-                assert_eq!(stream.next_event().await.seq(), count);
-                read.store(count, Ordering::Relaxed);
-            }
-            stream
-        }));
-    }
-    let last_id = async || {
-        server.health().await.1["lastEventId"]
-            .as_str()
-            .map(testing::id_of)
     };
-    testing::until("the first broadcast", async || last_id().await.is_some()).await;
-    let first = last_id().await.unwrap();
-    let before = server.resident_bytes();
-    let kib = "x".repeat(1024);
-    let caught_up = |seq| {
-        progress
-            .iter()
-            .all(|read| read.load(Ordering::Relaxed) >= seq)
+    let first = async |addr| {
+        let hey = json!({ "message": "Hey there" }).to_string();
+        assert_eq!(post(addr, "application/json", &hey).await.status, 200);
     };
-    redis::broadcast(&redis, "stalled", first, BURST, &kib, caught_up).await;
-    let mut healthy = Vec::new();
-    for reader in readers {
-        healthy.push(timeout(PATIENCE, reader).await.unwrap().unwrap());
-    }
-    testing::until("every stalled stream was cut off", async || {
-        server.metric("demo_slow_clients_disconnected_total").await == STALLED as u64
-    })
-    .await;
-    let growth = server.resident_bytes().saturating_sub(before);
-    println!(
-        "{STALLED} stalled streams, {BURST} broadcasts of 1 KiB: the server's resident memory grew {} KiB",
-        growth / 1024
-    );
-    assert!(growth < 32 * 1024 * 1024, "memory grew by {growth} bytes");
-    assert_eq!(
-        server.metric("demo_connected_clients").await,
-        HEALTHY as u64
-    );
-    // Cut at the socket: each stalled client sees its connection end.
-    for mut stream in stalled {
-        let mut sink = Vec::new();
-        let ended = timeout(PATIENCE, stream.read_to_end(&mut sink)).await;
-        assert!(
-            ended.is_ok(),
-            "a stalled stream should be closed by the server"
-        );
-    }
-    drop(healthy);
+    stalled::check::<EventStream>(BINARY, stall, first).await;
 }
 
 #[tokio::test]

@@ -22,6 +22,7 @@ pub mod hostile;
 pub mod proxy;
 pub mod redis;
 pub mod resume;
+pub mod stalled;
 
 /// A self-signed certificate for `localhost` and `127.0.0.1`, and TLS
 /// clients that trust it: for tests of `https://`, `wss://` and HTTP/2.

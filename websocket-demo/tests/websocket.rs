@@ -3,16 +3,12 @@
 mod common;
 
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::{PING, RawSocket, Resumer, close_code, connect_and_greet, next_json, seq, start};
 use futures_util::SinkExt;
 use serde_json::json;
-use shared::testing::hostile::Binary;
-use shared::testing::redis::{self, Redis};
 use shared::testing::resume::Readers;
-use shared::testing::{self, PATIENCE, eventually, http, request};
+use shared::testing::{self, PATIENCE, eventually, http, request, stalled};
 use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -208,89 +204,15 @@ async fn a_client_that_never_answers_pings_is_closed_and_leaves() {
 
 #[tokio::test]
 async fn stalled_clients_are_cut_off_and_cannot_hold_up_the_others() {
-    const STALLED: usize = 50;
-    const HEALTHY: usize = 5;
-    const BURST: u64 = 5000;
-    // The real binary, so that the memory measured is the server's alone;
-    // the burst reaches it through its Redis stream.
-    let redis = Redis::start();
-    let args = [
-        "--interval",
-        "60m",
-        "--redis",
-        &redis.url(),
-        "--redis-stream",
-        "stalled",
-    ];
-    let server = Binary::start(BINARY, &args).await;
-    testing::until("the server reached Redis", async || {
-        server.health().await.0 == 200
-    })
-    .await;
-    let mut stalled = Vec::new();
-    for _ in 0..STALLED {
-        stalled.push(RawSocket::handshake(server.addr).await);
-    }
-    let mut healthy = Vec::new();
-    for _ in 0..HEALTHY {
-        healthy.push(connect_and_greet(server.addr, "").await);
-    }
-    testing::until("everyone joined", async || {
-        server.metric("demo_connected_clients").await == (STALLED + HEALTHY) as u64
-    })
-    .await;
-    // The first broadcast, from a client, gives the run the burst goes on with.
-    let hey = json!({ "message": "Hey there" }).to_string();
-    healthy[0].send(Message::text(hey)).await.unwrap();
-    let mut readers = Vec::new();
-    let mut progress = Vec::new();
-    for mut client in healthy {
-        let read = Arc::new(AtomicU64::new(0));
-        progress.push(read.clone());
-        readers.push(tokio::spawn(async move {
-            for count in 1..=1 + BURST {
-                assert_eq!(seq(&next_json(&mut client).await), count);
-                read.store(count, Ordering::Relaxed);
-            }
-            client
-        }));
-    }
-    let last_id = async || {
-        server.health().await.1["lastEventId"]
-            .as_str()
-            .map(testing::id_of)
+    let stall = async |addr| RawSocket::handshake(addr).await.into_inner();
+    let first = async |addr| {
+        let mut client = connect_and_greet(addr, "").await;
+        let hey = json!({ "message": "Hey there" }).to_string();
+        client.send(Message::text(hey)).await.unwrap();
+        assert_eq!(next_json(&mut client).await["message"], "Something changed");
+        client.close(None).await.unwrap();
     };
-    testing::until("the first broadcast", async || last_id().await.is_some()).await;
-    let first = last_id().await.unwrap();
-    let before = server.resident_bytes();
-    let kib = "x".repeat(1024);
-    let caught_up = |seq| {
-        progress
-            .iter()
-            .all(|read| read.load(Ordering::Relaxed) >= seq)
-    };
-    redis::broadcast(&redis, "stalled", first, BURST, &kib, caught_up).await;
-    let mut healthy = Vec::new();
-    for reader in readers {
-        healthy.push(timeout(PATIENCE, reader).await.unwrap().unwrap());
-    }
-    testing::until("every stalled client was cut off", async || {
-        server.metric("demo_slow_clients_disconnected_total").await == STALLED as u64
-    })
-    .await;
-    let growth = server.resident_bytes().saturating_sub(before);
-    println!(
-        "{STALLED} stalled clients, {BURST} broadcasts of 1 KiB: the server's resident memory grew {} KiB",
-        growth / 1024
-    );
-    // The bound: the replay buffer (1024 x ~1 KiB) plus, per stalled client, at
-    // most its queue of shared pointers and the socket buffers it pinned.
-    assert!(growth < 32 * 1024 * 1024, "memory grew by {growth} bytes");
-    assert_eq!(
-        server.metric("demo_connected_clients").await,
-        HEALTHY as u64
-    );
-    drop((stalled, healthy));
+    stalled::check::<Resumer>(BINARY, stall, first).await;
 }
 
 fn binary() -> tokio::process::Command {
