@@ -20,7 +20,7 @@ const PATIENCE: Duration = Duration::from_secs(120);
 ///
 /// It builds the servers first, as a user's run does: a nested `cargo build`
 /// is a quick no-op here, since `cargo test --workspace` has built them.
-fn serve_all(args: &[&str]) -> (Child, Lines) {
+fn serve_all(args: &[&str]) -> (ServeAll, Lines) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("serve-all")
         .args(args)
@@ -42,7 +42,38 @@ fn serve_all(args: &[&str]) -> (Child, Lines) {
         received,
         seen: Vec::new(),
     };
-    (child, lines)
+    (ServeAll(child), lines)
+}
+
+/// A running serve-all. A test that fails while it runs stops it as Ctrl-C
+/// would (it stops its servers and nginx), so that nothing outlives the test.
+struct ServeAll(Child);
+
+impl Drop for ServeAll {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let pid = self.0.id().to_string();
+            let _ = Command::new("kill").args(["-INT", &pid]).status();
+            if wait_with_timeout(&mut self.0, Duration::from_secs(10)).is_none() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for ServeAll {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ServeAll {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
 }
 
 /// serve-all's stdout, line by line, and the lines read so far.
