@@ -478,7 +478,6 @@ export function connect(options = {}) {
   function ping(mine) {
     if (!heartbeat) return;
     pingTimer = env.setTimeout(() => {
-      if (link !== mine) return;
       mine.send({ ping: ++pings });
       ping(mine);
     }, heartbeat);

@@ -161,10 +161,10 @@ export function settle() {
 
 /**
  * connect() with every fake, recording what it reports: `changes` (each
- * onState), `messages`, `missed` and `errors`.
+ * onState), `messages`, `missed` and `errors`. `clock` may be given, for a
+ * token function that reads it.
  */
-export function harness({ random = () => 0.5, env = {}, ...options } = {}) {
-  const clock = new Clock();
+export function harness({ random = () => 0.5, clock = new Clock(), env = {}, ...options } = {}) {
   const ws = fakeWebSockets();
   const sse = fakeEventSources();
   const http = fakeFetch();
