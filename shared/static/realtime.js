@@ -179,6 +179,15 @@ export function tokenExpiry(token) {
   }
 }
 
+/**
+ * A JSON object: not null, not an array.
+ * @param {unknown} value
+ * @returns {value is Record<string, any>}
+ */
+function isObject(value) {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
 /** @returns {Env} */
 function browserEnv() {
   const global = /** @type {any} */ (globalThis);
@@ -259,11 +268,17 @@ export function connect(options = {}) {
   /** @type {any} */
   let refreshTimer = null;
   /**
-   * Topic requests waiting for their answer, oldest first. `link` is the
-   * WebSocket that carried the message; null while a handshake is to carry it.
-   * @type {{topic: string, on: boolean, link: Link | null, resolve: () => void,
-   *   reject: (error: Error) => void, promise?: Promise<void>}[]}
+   * A subscribe (`on`) or unsubscribe waiting for its answer.
+   * @typedef {object} Request
+   * @property {string} topic
+   * @property {boolean} on
+   * @property {Link | null} link The WebSocket that carried its message; null
+   *   while the next handshake is to carry it.
+   * @property {() => void} resolve
+   * @property {(error: Error) => void} reject
+   * @property {Promise<void>} [promise]
    */
+  /** @type {Request[]} Oldest first. */
   const pending = [];
 
   /**
@@ -457,7 +472,7 @@ export function connect(options = {}) {
   /**
    * Answers a topic request: resolved, or rejected with `error`; `undo`
    * drops a refused subscription from the topics asked for.
-   * @param {(typeof pending)[number]} request
+   * @param {Request} request
    * @param {Error} [error]
    * @param {boolean} [undo]
    */
@@ -512,7 +527,7 @@ export function connect(options = {}) {
   function receive(text) {
     const parsed = parse(text);
     const value = parsed?.value;
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    if (!isObject(value)) {
       deliver(parsed, text, null);
     } else if (value.missed === true) {
       missed(parsed, text);
@@ -525,7 +540,9 @@ export function connect(options = {}) {
     } else if (typeof value.subscribed === 'string' || typeof value.unsubscribed === 'string') {
       const on = typeof value.subscribed === 'string';
       const topic = on ? value.subscribed : value.unsubscribed;
-      const request = pending.find((each) => each.link === link && each.on === on && each.topic === topic);
+      const request = pending.find(
+        (each) => each.link === link && each.on === on && each.topic === topic,
+      );
       if (request) answer(request);
     } else {
       deliver(parsed, text, typeof value.id === 'string' ? value.id : null);
@@ -539,8 +556,7 @@ export function connect(options = {}) {
    */
   function deliver(parsed, raw, id) {
     const value = parsed?.value;
-    const onTopic =
-      value !== null && typeof value === 'object' && typeof value.topic === 'string' && 'data' in value;
+    const onTopic = isObject(value) && typeof value.topic === 'string' && 'data' in value;
     if (id) lastId = id;
     options.onMessage?.({
       id,
@@ -556,7 +572,7 @@ export function connect(options = {}) {
    */
   function missed(parsed, raw) {
     const value = parsed?.value;
-    const notice = value !== null && typeof value === 'object' ? value : {};
+    const notice = isObject(value) ? value : {};
     options.onMissed?.({ ...notice, raw });
   }
 
@@ -620,7 +636,7 @@ export function connect(options = {}) {
     if (!waiting && topics.has(topic) === on) return Promise.resolve();
     if (on) topics.add(topic);
     else topics.delete(topic);
-    /** @type {(typeof pending)[number]} */
+    /** @type {Request} */
     const request = { topic, on, link: null, resolve: () => {}, reject: () => {} };
     request.promise = new Promise((resolve, reject) => {
       request.resolve = resolve;
@@ -641,7 +657,11 @@ export function connect(options = {}) {
     /** @type {Record<string, string>} */
     const headers = { 'Content-Type': 'application/json' };
     if (token) headers.Authorization = 'Bearer ' + token;
-    const response = await env.fetch(sendUrl, { method: 'POST', headers, body: JSON.stringify(data) });
+    const response = await env.fetch(sendUrl, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify(data),
+    });
     return { status: response.status, ok: response.ok, body: await response.text() };
   }
 

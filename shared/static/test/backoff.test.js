@@ -8,12 +8,24 @@ const CEILINGS = [500, 1000, 2000, 4000, 8000, 10000, 10000, 10000];
 
 test('the ceiling doubles from 0.5 s to 10 s, and a delay is between half of it and all of it', () => {
   CEILINGS.forEach((ceiling, attempt) => {
-    assert.equal(backoffDelay(attempt, () => 0), ceiling / 2, `attempt ${attempt}`);
-    assert.equal(backoffDelay(attempt, () => 0.5), (ceiling * 3) / 4, `attempt ${attempt}`);
+    assert.equal(
+      backoffDelay(attempt, () => 0),
+      ceiling / 2,
+      `attempt ${attempt}`,
+    );
+    assert.equal(
+      backoffDelay(attempt, () => 0.5),
+      (ceiling * 3) / 4,
+      `attempt ${attempt}`,
+    );
     const highest = backoffDelay(attempt, () => 0.9999);
     assert.ok(highest < ceiling && highest > ceiling * 0.999, `attempt ${attempt}: ${highest}`);
   });
-  assert.equal(backoffDelay(2000, () => 0), 5000, 'no overflow after many attempts');
+  assert.equal(
+    backoffDelay(2000, () => 0),
+    5000,
+    'no overflow after many attempts',
+  );
 });
 
 test('the initial delay and the largest are options', () => {
@@ -31,7 +43,10 @@ test('jitter spreads clients over the whole upper half of the ceiling', () => {
   // In 8 bands of 250 ms, each holds about an eighth: none empty, none crowded.
   const bands = new Array(8).fill(0);
   for (const delay of delays) bands[Math.floor((delay - 2000) / 250)] += 1;
-  assert.ok(bands.every((count) => count > 80 && count < 170), `bands ${bands}`);
+  assert.ok(
+    bands.every((count) => count > 80 && count < 170),
+    `bands ${bands}`,
+  );
 });
 
 test('failed attempts in a row wait longer each time, and the next one starts exactly then', () => {

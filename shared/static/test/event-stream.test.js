@@ -10,7 +10,7 @@ function stream(options = {}) {
   return harness({ transport: 'sse', random: () => 0, ...options });
 }
 
-test('a relative URL is the page\'s own /sse by default', () => {
+test("a relative URL is the page's own /sse by default", () => {
   const sse = fakeEventSources();
   const connection = connect({
     transport: 'sse',
@@ -48,7 +48,7 @@ test('an event has an id only when it brings a new one', () => {
   assert.equal(connection.lastId, 'r1-1');
 });
 
-test('a topic\'s broadcast gives its topic and what was published', () => {
+test("a topic's broadcast gives its topic and what was published", () => {
   const { sse, messages } = stream({ topics: ['scores'] });
   sse.last().accept();
   sse.last().event({ topic: 'scores', data: { home: 2, away: 1 } }, 'r1-9');
@@ -62,7 +62,7 @@ test('a topic\'s broadcast gives its topic and what was published', () => {
   ]);
 });
 
-test('the browser\'s own retries: reconnecting without a delay, then open on the same EventSource', () => {
+test("the browser's own retries: reconnecting without a delay, then open on the same EventSource", () => {
   const { connection, sse, changes, states } = stream();
   sse.last().accept();
   sse.last().lose();

@@ -8,19 +8,26 @@ import { Clock, harness, jwt, settle } from './fakes.js';
 function issuer(clock, lifetime) {
   const issued = [];
   const getToken = () => {
-    const token = jwt({ sub: 'user:42', n: issued.length + 1, exp: (clock.now() + lifetime) / 1000 });
+    const token = jwt({
+      sub: 'user:42',
+      n: issued.length + 1,
+      exp: (clock.now() + lifetime) / 1000,
+    });
     issued.push(token);
     return token;
   };
   return { getToken, issued };
 }
 
-test('tokenExpiry reads a JWT\'s exp, and gives null for anything else', () => {
+test("tokenExpiry reads a JWT's exp, and gives null for anything else", () => {
   assert.equal(tokenExpiry(jwt({ sub: 'a', exp: 1_700_000_000 })), 1_700_000_000_000);
   assert.equal(tokenExpiry(jwt({ sub: 'a' })), null);
   assert.equal(tokenExpiry('opaque-token'), null);
   assert.equal(tokenExpiry('a.!!!.b'), null);
-  assert.equal(tokenExpiry('a.' + Buffer.from('{"exp":"soon"}').toString('base64url') + '.b'), null);
+  assert.equal(
+    tokenExpiry('a.' + Buffer.from('{"exp":"soon"}').toString('base64url') + '.b'),
+    null,
+  );
 });
 
 test('a fixed token rides in the query of every connection, and as a Bearer on POSTs', async () => {
@@ -50,7 +57,7 @@ test('a token function is asked before the first connection, and not again while
   assert.equal(ws.last().url.searchParams.get('token'), issued[0]);
 });
 
-test('a WebSocket\'s token is refreshed 30 s before it expires, on the open socket', async () => {
+test("a WebSocket's token is refreshed 30 s before it expires, on the open socket", async () => {
   const clock = new Clock();
   const { getToken, issued } = issuer(clock, 120_000);
   const { ws, states } = harness({ token: getToken, heartbeat: 0, clock });
@@ -101,7 +108,12 @@ test('an event stream reopens with the fresh token, resuming where it was', asyn
   assert.equal(fresh.get('token'), issued[1]);
   assert.equal(fresh.get('lastEventId'), 'r1-3');
   sse.last().accept();
-  assert.deepEqual(states(), ['connecting:start', 'open:opened', 'connecting:token', 'open:opened']);
+  assert.deepEqual(states(), [
+    'connecting:start',
+    'open:opened',
+    'connecting:token',
+    'open:opened',
+  ]);
 });
 
 test('a close in the 4000s (an expired token, say) gets a fresh token before the next connection', async () => {
@@ -161,7 +173,9 @@ test('setToken while the socket opens: sent as soon as it is open', () => {
 
 test('a token being fetched for a connection no longer wanted is not used for it', async () => {
   let release;
-  const { connection, ws } = harness({ token: () => new Promise((resolve) => (release = resolve)) });
+  const { connection, ws } = harness({
+    token: () => new Promise((resolve) => (release = resolve)),
+  });
   await settle();
   connection.close();
   release('late');

@@ -14,7 +14,7 @@ async function outcome(promise) {
   return result;
 }
 
-test('a topic\'s broadcast over a WebSocket gives its topic, its id and what was published', () => {
+test("a topic's broadcast over a WebSocket gives its topic, its id and what was published", () => {
   const { connection, ws, messages } = harness({ topics: ['scores'] });
   ws.last().accept();
   ws.last().receive({ topic: 'scores', id: 'r1-3', data: { home: 2 } });
@@ -29,7 +29,7 @@ test('a topic\'s broadcast over a WebSocket gives its topic, its id and what was
   assert.equal(connection.lastId, 'r1-4');
 });
 
-test('subscribe and unsubscribe on an open WebSocket: one message each, settled by the server\'s answer', async () => {
+test("subscribe and unsubscribe on an open WebSocket: one message each, settled by the server's answer", async () => {
   const { connection, ws, messages } = harness({ topics: ['a'] });
   ws.last().accept();
   const subscribed = connection.subscribe('b');
@@ -87,9 +87,17 @@ test('subscribing while disconnected: the next handshake carries it, and its ope
 
 test('subscribing while the socket opens: sent once open, in the order asked', async () => {
   const { connection, ws } = harness({ topics: ['a'] });
-  const requests = [connection.subscribe('b'), connection.unsubscribe('b'), connection.unsubscribe('a')];
+  const requests = [
+    connection.subscribe('b'),
+    connection.unsubscribe('b'),
+    connection.unsubscribe('a'),
+  ];
   ws.last().accept();
-  assert.deepEqual(ws.last().sent, [{ subscribe: 'b' }, { unsubscribe: 'b' }, { unsubscribe: 'a' }]);
+  assert.deepEqual(ws.last().sent, [
+    { subscribe: 'b' },
+    { unsubscribe: 'b' },
+    { unsubscribe: 'a' },
+  ]);
   ws.last().receive({ subscribed: 'b' });
   ws.last().receive({ unsubscribed: 'b' });
   ws.last().receive({ unsubscribed: 'a' });
@@ -129,7 +137,12 @@ test('an event stream reopens for a new topic, resuming, and the request settles
   assert.equal(await outcome(subscribed), 'pending');
   sse.last().accept();
   assert.equal(await outcome(subscribed), 'resolved');
-  assert.deepEqual(states(), ['connecting:start', 'open:opened', 'connecting:topics', 'open:opened']);
+  assert.deepEqual(states(), [
+    'connecting:start',
+    'open:opened',
+    'connecting:topics',
+    'open:opened',
+  ]);
 });
 
 test('an event stream refused for a new topic: the request rejects, and the retry goes without it', async () => {

@@ -6,7 +6,7 @@ import { fakeWebSockets, harness } from './fakes.js';
 
 const HEARTBEAT = 1000;
 
-test('a relative URL is the page\'s own server, over ws: or wss:', () => {
+test("a relative URL is the page's own server, over ws: or wss:", () => {
   for (const [page, expected] of [
     ['http://localhost:8081/', 'ws://localhost:8081/'],
     ['https://example.org/app/', 'wss://example.org/'],
@@ -56,7 +56,7 @@ test('states: connecting, open, reconnecting with the close code, connecting, op
   );
 });
 
-test('the demo\'s messages: the greeting has no id, a broadcast has one, text that is not JSON is kept', () => {
+test("the demo's messages: the greeting has no id, a broadcast has one, text that is not JSON is kept", () => {
   const { connection, ws, messages } = harness();
   ws.last().accept();
   ws.last().receive({ message: 'Gotcha' });
