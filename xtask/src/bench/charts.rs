@@ -217,10 +217,7 @@ fn nothing(svg: &mut Svg, why: &str) {
 /// a run, on a log scale (runs differ by magnitudes), the p50, p90 and p99
 /// the report prints marked on it and written in the legend.
 fn latency(series: &[Series], conditions: &str) -> String {
-    let drawn: Vec<&Series> = series
-        .iter()
-        .filter(|s| s.run.latency_percentiles.ms.iter().any(|ms| *ms > 0.0))
-        .collect();
+    let kept = |s: &&Series| s.run.latency_percentiles.ms.iter().any(|ms| *ms > 0.0);
     let mut svg = canvas(
         "Latency from send to receipt, every delivery",
         conditions,
@@ -228,23 +225,32 @@ fn latency(series: &[Series], conditions: &str) -> String {
         series.len(),
     );
     let bottom = TOP + PLOT_HEIGHT;
-    let fastest = drawn
-        .iter()
-        .filter_map(|s| s.run.latency_percentiles.ms.first())
+    let curves = || {
+        series
+            .iter()
+            .filter(kept)
+            .map(|s| &s.run.latency_percentiles.ms)
+    };
+    let fastest = curves()
+        .filter_map(|ms| ms.first())
         .fold(f64::INFINITY, |a, b| a.min(*b));
-    let slowest = drawn
-        .iter()
-        .filter_map(|s| s.run.latency_percentiles.ms.last())
+    let slowest = curves()
+        .filter_map(|ms| ms.last())
         .fold(0.0, |a: f64, b| a.max(*b));
     // Below 10 µs is below what the clocks of two processes tell apart.
     let x = Scale::log(fastest.max(0.01), slowest, LEFT, RIGHT);
     let y = Scale::linear(100.0, bottom, TOP);
     svg.y_axis(&y, LEFT, RIGHT, "% of deliveries within");
     svg.x_axis(&x, bottom, TOP, "milliseconds (log scale)");
-    if drawn.is_empty() {
+    if curves().next().is_none() {
         nothing(&mut svg, "no latency distribution in these figures");
     }
-    for s in &drawn {
+    let mut lines = Vec::new();
+    for s in series {
+        if !kept(&s) {
+            lines.push((s.color, format!("{}: no distribution kept", s.label)));
+            continue;
+        }
         let curve = &s.run.latency_percentiles;
         let points: Vec<(f64, f64)> = curve
             .percent
@@ -253,28 +259,17 @@ fn latency(series: &[Series], conditions: &str) -> String {
             .map(|(percent, ms)| (x.at(*ms), y.at(*percent)))
             .collect();
         svg.polyline(&points, s.color, &s.label);
-        let Latency { p50, p90, p99, .. } = s.run.latency_ms;
-        for (percent, ms) in [(50.0, p50), (90.0, p90), (99.0, p99)] {
+        let Latency { p50, p90, p99, max } = s.run.latency_ms;
+        for (percent, ms) in [(50, p50), (90, p90), (99, p99)] {
             let title = format!("{}: p{percent} {ms:.2} ms", s.label);
-            svg.dot((x.at(ms), y.at(percent)), s.color, &title);
+            svg.dot((x.at(ms), y.at(f64::from(percent))), s.color, &title);
         }
+        let text = format!(
+            "{}: p50 {p50:.2} · p90 {p90:.2} · p99 {p99:.2} · max {max:.2} ms",
+            s.label
+        );
+        lines.push((s.color, text));
     }
-    let lines: Vec<(&str, String)> = series
-        .iter()
-        .map(|s| {
-            let text = match drawn.iter().any(|d| std::ptr::eq(*d, s)) {
-                true => {
-                    let Latency { p50, p90, p99, max } = s.run.latency_ms;
-                    format!(
-                        "{}: p50 {p50:.2} · p90 {p90:.2} · p99 {p99:.2} · max {max:.2} ms",
-                        s.label
-                    )
-                }
-                false => format!("{}: no distribution kept", s.label),
-            };
-            (s.color, text)
-        })
-        .collect();
     legend(&mut svg, PLOT_HEIGHT, &lines);
     svg.finish()
 }
