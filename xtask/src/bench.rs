@@ -44,6 +44,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use harness::tls::Certificate;
 
 use crate::flags;
 use crate::servers::{self, DEMOS, Demo};
@@ -120,7 +121,7 @@ impl flags::Bench {
             system::pin(std::process::id(), CLIENT_CORE)?;
         }
         let certificate = match self.tls {
-            true => Some(servers::tls::Certificate::generated()?),
+            true => Some(Certificate::generated()?),
             false => None,
         };
         let client_process_capacity = open_files.saturating_sub(CLIENT_SPARE).max(1) as usize;

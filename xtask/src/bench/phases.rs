@@ -19,8 +19,8 @@ use super::wire::{FromWorker, Outcome, Plan, ToWorker};
 use super::workers::Workers;
 use super::{LIMIT, SERVER_CORE};
 use crate::flags;
-use crate::servers::tls::Certificate;
 use crate::servers::{self, Demo, Instance, Kind, Server};
+use harness::tls::Certificate;
 
 /// What every run of one `cargo xtask bench` shares.
 pub struct Env {
