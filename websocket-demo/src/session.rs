@@ -345,13 +345,16 @@ impl<'a> Session<'a> {
         };
         if code != 0 {
             wire.send(frames::close(code, why));
+            // A close the client began is answered; one the server began
+            // waits for the client's answer (what comes before it is dropped).
             let answered = matches!(end, End::ClosedByClient(_));
             let handshake = async {
                 wire.flush().await?;
-                while !answered {
-                    match wire.read().await {
-                        Read::Received(Received::Close(_)) | Read::Refused(_) | Read::Gone => break,
-                        Read::Received(_) => {}
+                if !answered {
+                    while let Read::Received(received) = wire.read().await {
+                        if let Received::Close(_) = received {
+                            break;
+                        }
                     }
                 }
                 Ok::<_, std::io::Error>(())
