@@ -105,7 +105,9 @@ pub(crate) async fn run(
         () = evicted.cancelled() => End::Slow,
         end = std::future::poll_fn(|cx| session.poll(cx)) => end,
     };
-    session.close(end).await;
+    // Boxed: the close handshake's state (a timer, the session moved in)
+    // is held only while it runs, not by every idle session.
+    Box::pin(session.close(end)).await;
     drop(conn);
 }
 
