@@ -149,8 +149,9 @@ impl Reader {
 
     /// Reads from `input` up to the end of the next whole message or control
     /// frame, and returns it; `None` when `input` ran out before one ended.
-    /// What it did not read is left in `input`. After a violation, the
-    /// reader must not be fed again.
+    /// What it did not read is left in `input`. After a violation, read on
+    /// only to wait for the client's close frame: a broken frame head gives
+    /// the same violation again, and nothing is read as a message.
     pub fn feed(&mut self, input: &mut &[u8]) -> Result<Option<Received>, Violation> {
         loop {
             match &mut self.state {
