@@ -176,8 +176,9 @@ impl<'a> Session<'a> {
                 }
             }
             let mut read = false;
+            let answers_full = self.replies.len() >= REPLIES;
             if self.publishing.is_none() {
-                if self.replies.len() >= REPLIES {
+                if answers_full {
                     // The client does not take its answers: it holds the
                     // server up, and its clocks run.
                     self.wire.clock.wait();
@@ -191,7 +192,11 @@ impl<'a> Session<'a> {
             if let Poll::Ready(end) = self.poll_write(cx) {
                 return Poll::Ready(end);
             }
-            if !read {
+            // Go round again if something was read, or if the writer made
+            // room for answers that held reading up: nothing else would
+            // wake the session to read.
+            let room = answers_full && self.replies.len() < REPLIES;
+            if !read && !room {
                 return Poll::Pending;
             }
         }
