@@ -14,7 +14,7 @@ fn up(server: &Server) -> bool {
     server
         .publisher
         .backplane()
-        .is_some_and(|backplane| backplane.up)
+        .is_some_and(|backplane| backplane.up())
 }
 
 async fn instances(count: usize, url: &str, options: &[&str]) -> Vec<Server> {

@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use warp::{Filter, Rejection, Reply};
 
+use crate::backplane::{self, Redis};
 use crate::config::{Config, Defaults, Parsed};
-use crate::core::redis::Redis;
 use crate::core::{Framer, Hub, HubConfig, Local, Publisher, ticker};
 use crate::http::connections::SPARE_DESCRIPTORS;
 use crate::http::{self, BindError, Connections, Context, Transport, observe};
@@ -78,28 +78,27 @@ impl Server {
                 config.max_clients
             );
         }
-        let hub = Hub::new(
-            HubConfig {
-                replay: config.replay,
-                client_queue: config.client_queue as usize,
-                max_clients,
-                // Behind a backplane, a client may come from an instance that
-                // read a little further.
-                ahead: if config.redis.is_some() { 1024 } else { 0 },
-                backplane: config.redis.is_some(),
-            },
-            frame,
-        );
+        let hub_config = HubConfig {
+            replay: config.replay,
+            client_queue: config.client_queue as usize,
+            max_clients,
+        };
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        // One publisher for the whole server: alone, or sharing a Redis stream.
-        let publisher: Arc<dyn Publisher> = match &config.redis {
-            None => Arc::new(Local::new(hub.clone())),
+        // One publisher for the whole server, and the one feed of its hub:
+        // alone, or sharing a Redis stream.
+        let (hub, publisher): (Arc<Hub>, Arc<dyn Publisher>) = match &config.redis {
+            None => {
+                let (hub, feed) = Hub::local(hub_config, frame);
+                (hub, Arc::new(Local::new(feed)))
+            }
             Some(url) => {
-                let redis = Redis::new(url, &config.redis_stream, hub.clone(), config.replay)
+                let (hub, feed) = Hub::backplane(hub_config, frame, backplane::AHEAD);
+                let stream = &config.redis_stream;
+                let redis = Redis::new(url, stream, feed, config.replay, config.max_message)
                     .map_err(|error| StartError::Backplane(error.to_string()))?;
                 tasks.spawn(redis.run(shutdown.clone()));
-                Arc::new(redis)
+                (hub, Arc::new(redis))
             }
         };
         let rejections = Arc::new(Rejections::default());

@@ -12,7 +12,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::app::Server;
 use crate::config::{Config, Defaults, Parsed};
-use crate::core::{EventId, Framer, Hub};
+use crate::core::{EventId, Framer, Publisher};
 use crate::http::Context;
 use crate::policy::{Reason, Rejections};
 
@@ -236,9 +236,12 @@ pub fn resident_bytes() -> u64 {
 
 /// Publishes `count` broadcasts of `message`, yielding now and then as a busy
 /// server would, so readers on the same runtime get to run.
-pub async fn publish_burst(hub: &Hub, count: u64, message: &str) {
+pub async fn publish_burst(publisher: &dyn Publisher, count: u64, message: &str) {
     for round in 0..count {
-        hub.publish(message);
+        publisher
+            .publish(message)
+            .await
+            .expect("the burst is published");
         if round % 8 == 0 {
             tokio::task::yield_now().await;
         }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 /// The layers, first to last; `config` is a leaf that any layer may read.
-const LAYERS: [&str; 5] = ["core", "wire", "policy", "http", "app"];
+const LAYERS: [&str; 6] = ["core", "backplane", "wire", "policy", "http", "app"];
 
 fn sources(folder: &Path, found: &mut Vec<(String, String)>) {
     for entry in std::fs::read_dir(folder).expect("src reads") {

@@ -20,7 +20,7 @@ fn up(server: &Server) -> bool {
     server
         .publisher
         .backplane()
-        .is_some_and(|backplane| backplane.up)
+        .is_some_and(|backplane| backplane.up())
 }
 
 /// `count` instances on the Redis at `url`, each with `options` too, once
@@ -296,4 +296,39 @@ async fn metrics_report_the_backplane() {
             metrics.body
         );
     }
+}
+
+/// The entry id of `id` in the stream: `<run>-<seq>`, both in decimal.
+fn entry(run: u64, seq: u64) -> String {
+    format!("{run}-{seq}")
+}
+
+#[tokio::test]
+async fn repro_an_entry_written_by_hand_breaks_an_instance_started_after_it() {
+    let redis = Redis::start();
+    let servers = instances(1, &redis.url(), &["--interval", "60m"]).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(servers[0].publisher.publish("before").await.unwrap());
+    }
+    let top = ids[2];
+    let hand = redis.cli(&[
+        "XADD",
+        "demo:websocket",
+        &entry(top.run, top.seq + 1),
+        "note",
+        "written by hand",
+    ]);
+    println!("XADD by hand: {hand}");
+    for _ in 0..3 {
+        match servers[0].publisher.publish("after").await {
+            Ok(id) => ids.push(id),
+            Err(error) => println!("publish failed: {error}"),
+        }
+    }
+    println!("ids: {ids:?}");
+    let later = instances(1, &redis.url(), &["--interval", "60m"]).await;
+    let mut client = connect_and_greet(later[0].addr, "").await;
+    let live = servers[0].publisher.publish("live").await.unwrap();
+    assert_eq!(seq(&next_json(&mut client).await), live.seq);
 }

@@ -38,8 +38,9 @@ fn health(hub: &Hub, publisher: &dyn Publisher) -> warp::reply::Response {
     });
     let mut status = StatusCode::OK;
     if let Some(backplane) = publisher.backplane() {
-        body["backplane"] = serde_json::json!({ "up": backplane.up, "detail": backplane.detail });
-        if !backplane.up {
+        let up = backplane.up();
+        body["backplane"] = serde_json::json!({ "up": up, "detail": backplane.detail() });
+        if !up {
             body["status"] = "degraded".into();
             status = StatusCode::SERVICE_UNAVAILABLE;
         }
@@ -107,7 +108,7 @@ fn render(hub: &Hub, publisher: &dyn Publisher, rejections: &Rejections) -> Stri
             "demo_backplane_up",
             "gauge",
             "1 while the backplane (Redis) is reachable.",
-            &one(u64::from(backplane.up)),
+            &one(u64::from(backplane.up())),
         );
         metric(
             "demo_backplane_reconnects_total",
@@ -126,6 +127,23 @@ fn render(hub: &Hub, publisher: &dyn Publisher, rejections: &Rejections) -> Stri
             "counter",
             "Broadcasts the backplane could not take.",
             &one(backplane.publish_errors),
+        );
+        let skipped: Vec<_> = backplane
+            .skipped
+            .iter()
+            .map(|(reason, count)| (format!("{{reason=\"{reason}\"}}"), *count))
+            .collect();
+        metric(
+            "demo_backplane_skipped_entries_total",
+            "counter",
+            "Stream entries that were no broadcast (another writer's), skipped, by reason.",
+            &skipped,
+        );
+        metric(
+            "demo_backplane_losses_total",
+            "counter",
+            "Times broadcasts went before this instance read them (every client let go, to resume and be told).",
+            &one(backplane.losses),
         );
         let name = "demo_backplane_delivery_seconds";
         let _ = writeln!(
