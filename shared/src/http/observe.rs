@@ -8,6 +8,7 @@ use warp::http::StatusCode;
 use warp::http::header::CONTENT_TYPE;
 use warp::{Filter, Rejection, Reply};
 
+use super::tasks::Tasks;
 use crate::core::{DELIVERY_BUCKETS, Hub, Publisher};
 use crate::policy::{Reason, Rejections};
 
@@ -15,12 +16,13 @@ pub fn routes(
     hub: Arc<Hub>,
     publisher: Arc<dyn Publisher>,
     rejections: Arc<Rejections>,
+    tasks: Tasks,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let (health_hub, health_publisher) = (hub.clone(), publisher.clone());
     let health = warp::path!("healthz").map(move || health(&health_hub, &*health_publisher));
     let metrics = warp::path!("metrics").map(move || {
         warp::reply::with_header(
-            render(&hub, &*publisher, &rejections),
+            render(&hub, &*publisher, &rejections, &tasks),
             CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )
@@ -49,7 +51,7 @@ fn health(hub: &Hub, publisher: &dyn Publisher) -> warp::reply::Response {
 }
 
 /// The Prometheus text exposition format.
-fn render(hub: &Hub, publisher: &dyn Publisher, rejections: &Rejections) -> String {
+fn render(hub: &Hub, publisher: &dyn Publisher, rejections: &Rejections, tasks: &Tasks) -> String {
     let stats = &hub.stats;
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
@@ -102,6 +104,12 @@ fn render(hub: &Hub, publisher: &dyn Publisher, rejections: &Rejections) -> Stri
         "counter",
         "Messages and requests refused by the rate limit.",
         &one(rejections.rate_limited.load(Ordering::Relaxed)),
+    );
+    metric(
+        "demo_panics_total",
+        "counter",
+        "Connections and tasks that panicked (a bug: each is logged at error level).",
+        &one(tasks.panics()),
     );
     if let Some(backplane) = publisher.backplane() {
         metric(
