@@ -546,12 +546,13 @@ impl BackplaneFeed {
     }
 
     /// Broadcasts `message` with an id assigned by the backplane. Ids must
-    /// increase: one at or before the newest is ignored (a backplane may
-    /// deliver twice) and `false` returned.
+    /// increase: one at or before the newest, or before the id a loss was
+    /// reported at, is ignored (a backplane may deliver twice) and `false`
+    /// returned.
     pub fn deliver(&self, id: EventId, message: &str) -> bool {
         let hub = &self.hub;
         let mut state = hub.state();
-        if state.last.is_some_and(|last| id <= last) {
+        if state.last.max(state.complete_after) >= Some(id) {
             return false;
         }
         if state.complete_after.is_none() {
@@ -624,6 +625,9 @@ impl Drop for Subscription {
         self.hub.unsubscribe(self.key);
     }
 }
+
+#[cfg(test)]
+mod model;
 
 #[cfg(test)]
 mod tests {
