@@ -139,9 +139,10 @@ struct State {
     first: u64,
     /// The newest broadcast's id.
     last: Option<EventId>,
-    /// The hub holds every broadcast whose id is past this one: it is the
-    /// newest id dropped from the ring, or the id just before a loss. `None`
-    /// while a backplane hub knows nothing of its stream's past.
+    /// A client that saw this id or a later one missed nothing the hub does
+    /// not hold (or will not take): it is the newest id dropped from the
+    /// ring, where the history begins, or past the last loss reported.
+    /// `None` while a backplane hub knows nothing of its stream's past.
     complete_after: Option<EventId>,
     subscribers: HashMap<u64, Subscriber>,
     next_key: u64,
@@ -357,14 +358,16 @@ impl Hub {
         if let Some(newest) = newest
             && since >= newest
         {
-            if since == newest {
+            if Some(since) == state.last {
                 return Ok(Start {
                     cursor: next,
                     after: None,
                 });
             }
-            // Ahead of this hub (another instance read further): wait for it.
-            return if since.run == newest.run && since.seq - newest.seq <= self.ahead {
+            // Ahead of this hub (another instance read further): wait for
+            // it, and read only what comes after it.
+            let near = since.run == newest.run && since.seq - newest.seq <= self.ahead;
+            return if near {
                 Ok(Start {
                     cursor: next,
                     after: Some(since),
@@ -482,7 +485,18 @@ fn let_go(state: &mut State) -> Vec<Waker> {
         .collect()
 }
 
-/// The id just before `id`: the hub holds everything past it.
+/// The id just after `id`.
+fn just_after(id: EventId) -> EventId {
+    match id.seq.checked_add(1) {
+        Some(seq) => EventId { run: id.run, seq },
+        None => EventId {
+            run: id.run.saturating_add(1),
+            seq: 0,
+        },
+    }
+}
+
+/// The id just before `id`.
 fn just_before(id: EventId) -> EventId {
     match id.seq.checked_sub(1) {
         Some(seq) => EventId { run: id.run, seq },
@@ -546,13 +560,15 @@ impl BackplaneFeed {
     }
 
     /// Broadcasts `message` with an id assigned by the backplane. Ids must
-    /// increase: one at or before the newest, or before the id a loss was
-    /// reported at, is ignored (a backplane may deliver twice) and `false`
+    /// increase: one at or before the newest, or before where a loss was
+    /// reported, is ignored (a backplane may deliver twice) and `false`
     /// returned.
     pub fn deliver(&self, id: EventId, message: &str) -> bool {
         let hub = &self.hub;
         let mut state = hub.state();
-        if state.last.max(state.complete_after) >= Some(id) {
+        let late = state.last.is_some_and(|last| id <= last)
+            || state.complete_after.is_some_and(|complete| id < complete);
+        if late {
             return false;
         }
         if state.complete_after.is_none() {
@@ -573,8 +589,12 @@ impl BackplaneFeed {
         let wakers = let_go(&mut state);
         state.first = state.next();
         state.ring.clear();
-        let floor = state.complete_after.max(state.last);
-        state.complete_after = floor.max(Some(just_before(next)));
+        // Resumes are served from `next` on, and never from the newest id or
+        // before: what went may not lie between them by id (a stream begun
+        // again by another writer, with smaller ids).
+        let past_newest = state.last.map(just_after);
+        let complete = state.complete_after.max(past_newest);
+        state.complete_after = complete.max(Some(just_before(next)));
         drop(state);
         wakers.into_iter().for_each(Waker::wake);
         log::warn!("Broadcasts were lost before {next}: clients reconnect to be told");
@@ -836,6 +856,21 @@ mod tests {
         assert_eq!(hub.client_count(), 0);
         assert_eq!(missed(hub, "b0b-2"), Some(MissedReason::Expired));
         assert_eq!(missed(hub, "b0b-4"), None);
+    }
+
+    #[test]
+    fn after_a_loss_the_newest_id_before_it_is_no_longer_served() {
+        // The stream began again with smaller ids (another writer), and the
+        // next entry read follows the newest by id: what went between them
+        // in the stream is not between them by id.
+        let feed = fed(8, 16);
+        feed.deliver(backplane(1), "one");
+        feed.deliver(backplane(2), "two");
+        feed.lost(backplane(3));
+        feed.deliver(backplane(3), "three");
+        let hub = feed.hub();
+        assert_eq!(missed(hub, "b0b-2"), Some(MissedReason::Expired));
+        assert_eq!(missed(hub, "b0b-3"), None);
     }
 
     #[tokio::test]

@@ -273,7 +273,7 @@ impl Case {
         let first = self.hub.state().complete_after.is_none();
         let taken = feed.deliver(id, "delivered");
         let follows = self.taken.last().is_none_or(|last| id > *last)
-            && self.unknown_before.iter().all(|unknown| id >= *unknown);
+            && (self.unknown_before.iter()).all(|unknown| id >= super::just_before(*unknown));
         assert_eq!(taken, follows, "{id} after {:?}", self.taken.last());
         if taken {
             if first {
