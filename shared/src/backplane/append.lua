@@ -34,8 +34,9 @@ local now = redis.call('TIME')
 local now_run = now[1] .. string.format('%06d', tonumber(now[2]))
 local run = redis.call('HGET', KEYS[2], 'run')
 local seq
-if not exists or not run or not string.match(run, '^%d+$') then
-  -- A new stream (or its meta lost): a new run, the time it began (µs).
+if not exists or not run or not string.match(run, '^%d+$') or less(top_run, run) then
+  -- A new stream, one begun again by another writer (its last id is below
+  -- this run), or the meta lost: a new run, the time it began (µs).
   run = now_run
   seq = 1
 else
