@@ -17,6 +17,7 @@ use crate::http::Context;
 use crate::policy::{Reason, Rejections};
 
 mod event_stream;
+pub mod foreign;
 pub mod hostile;
 pub mod proxy;
 pub mod redis;

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{Resumer, close_code, connect_and_greet, next_json, seq, start};
@@ -10,6 +11,7 @@ use futures_util::SinkExt;
 use serde_json::{Value, json};
 use shared::Server;
 use shared::core::EventId;
+use shared::testing::foreign::{self, Read, Resumed, read_through};
 use shared::testing::hostile;
 use shared::testing::redis::Redis;
 use shared::testing::resume::Readers;
@@ -311,227 +313,64 @@ const MAX_MESSAGE: usize = 4096;
 
 const OPTIONS: [&str; 4] = ["--interval", "60m", "--max-message", "4096"];
 
-/// Appends an entry with `id` (or `*`) and `fields` to the stream, as
-/// another program would; its id.
-async fn xadd(redis: &Redis, id: &str, fields: &[(&str, &[u8])]) -> EventId {
-    let client = redis::Client::open(redis.url()).expect("a Redis URL");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("Redis answers");
-    let mut command = redis::cmd("XADD");
-    command.arg(STREAM).arg(id);
-    for (name, value) in fields {
-        command.arg(*name).arg(*value);
+/// A WebSocket client, as the tests of foreign entries read it.
+struct Ws(common::Client);
+
+impl foreign::Client for Ws {
+    async fn resume(addr: SocketAddr, since: EventId) -> Ws {
+        Ws(connect_and_greet(addr, &format!("?since={since}")).await)
     }
-    let added: String = command
-        .query_async(&mut connection)
-        .await
-        .expect("XADD works");
-    let (run, seq) = added.split_once('-').expect("<run>-<seq>");
-    EventId {
-        run: run.parse().expect("a run"),
-        seq: seq.parse().expect("a seq"),
-    }
-}
 
-/// An id as the stream writes it: both parts in decimal.
-fn entry(run: u64, seq: u64) -> String {
-    format!("{run}-{seq}")
-}
-
-/// What another writer may leave in the stream after `newest`: the next id
-/// with no message (as in the issue), a message that is not UTF-8, one over
-/// --max-message, an entry of a later run, and a message like any other,
-/// which is a broadcast. Their ids, and the broadcast's.
-async fn write_foreign_entries(redis: &Redis, newest: EventId) -> (Vec<EventId>, EventId) {
-    let large = "x".repeat(MAX_MESSAGE + 1);
-    let next = entry(newest.run, newest.seq + 1);
-    let later_run = entry(newest.run + 1, 1);
-    let entries = vec![
-        xadd(redis, &next, &[("note", b"written by hand")]).await,
-        xadd(redis, "*", &[("message", &[0xff, 0xfe, b'x'])]).await,
-        xadd(redis, "*", &[("message", large.as_bytes())]).await,
-        xadd(redis, &later_run, &[("note", b"of another run")]).await,
-        xadd(redis, "*", &[("message", b"from another program")]).await,
-    ];
-    let broadcast = entries[4];
-    (entries, broadcast)
-}
-
-/// Each of `ids`, and the ids just before and after it.
-fn around(ids: &[EventId]) -> Vec<EventId> {
-    let mut sinces: Vec<EventId> = ids
-        .iter()
-        .flat_map(|id| {
-            let before = id.seq.saturating_sub(1);
-            let after = id.seq + 1;
-            [(id.run, before), (id.run, id.seq), (id.run, after)]
-        })
-        .map(|(run, seq)| EventId { run, seq })
-        .collect();
-    sinces.sort();
-    sinces.dedup();
-    sinces
-}
-
-/// The broadcasts `client` reads up to `marker`, and the missed notice if
-/// one came first.
-async fn read_through(
-    client: &mut common::Client,
-    marker: EventId,
-) -> (Option<Value>, Vec<EventId>) {
-    let mut notice = None;
-    let mut ids = Vec::new();
-    loop {
-        let message = next_json(client).await;
+    async fn read(&mut self) -> Read {
+        let message = next_json(&mut self.0).await;
         if message["missed"] == true {
-            assert!(
-                notice.is_none() && ids.is_empty(),
-                "{message} after {ids:?}"
-            );
-            notice = Some(message);
-            continue;
+            return Read::Notice(message);
         }
-        let id = id_of(message["id"].as_str().expect("a broadcast has an id"));
-        ids.push(id);
-        if id == marker {
-            return (notice, ids);
-        }
+        Read::Broadcast(id_of(
+            message["id"].as_str().expect("a broadcast has an id"),
+        ))
     }
 }
 
-/// What a client resuming from `since` on the server at `addr` got: the
-/// missed notice if one came, then the broadcasts through the marker.
-struct Resumed {
-    addr: std::net::SocketAddr,
-    since: EventId,
-    notice: Option<Value>,
-    got: Vec<EventId>,
+async fn connect_live(addr: SocketAddr) -> Ws {
+    Ws(connect_and_greet(addr, "").await)
 }
 
-/// Clients resume on every server from each of `sinces` (none past the
-/// newest broadcast), then a marker is published and read by each.
-async fn resume(servers: &[Server], sinces: &[EventId]) -> (EventId, Vec<Resumed>) {
-    let addrs: Vec<_> = servers.iter().map(|server| server.addr).collect();
-    resume_at(&addrs, &*servers[0].publisher, sinces).await
+fn addrs(servers: &[Server]) -> Vec<SocketAddr> {
+    servers.iter().map(|server| server.addr).collect()
 }
 
-/// [`resume`] on the servers at `addrs`, the marker published by `publisher`.
-async fn resume_at(
-    addrs: &[std::net::SocketAddr],
-    publisher: &dyn shared::core::Publisher,
-    sinces: &[EventId],
-) -> (EventId, Vec<Resumed>) {
-    let mut clients = Vec::new();
-    for addr in addrs {
-        for since in sinces {
-            let client = connect_and_greet(*addr, &format!("?since={since}")).await;
-            clients.push((*addr, *since, client));
-        }
+/// `count` instances, a client connected to each, and `before` broadcasts
+/// published alternately on them, read by each client.
+async fn running(
+    redis: &Redis,
+    count: usize,
+    before: usize,
+) -> (Vec<Server>, Vec<Ws>, Vec<EventId>) {
+    let servers = instances(count, &redis.url(), &OPTIONS).await;
+    let mut live = Vec::new();
+    for server in &servers {
+        live.push(connect_live(server.addr).await);
     }
-    let marker = publisher.publish("marker").await.unwrap();
-    let mut resumed = Vec::new();
-    for (addr, since, mut client) in clients {
-        let (notice, got) = read_through(&mut client, marker).await;
-        resumed.push(Resumed {
-            addr,
-            since,
-            notice,
-            got,
-        });
+    let mut broadcasts = Vec::new();
+    for round in 0..before {
+        let server = &servers[round % count];
+        broadcasts.push(server.publisher.publish("before").await.unwrap());
     }
-    (marker, resumed)
-}
-
-/// Clients resume on every server from each of `sinces`: each must get
-/// every one of `broadcasts` after its id, in order, then the marker, with
-/// no notice from `served_from` on (all is in the replay buffer).
-async fn resume_everywhere(
-    servers: &[Server],
-    sinces: &[EventId],
-    broadcasts: &mut Vec<EventId>,
-    served_from: EventId,
-) {
-    let (marker, resumed) = resume(servers, sinces).await;
-    broadcasts.push(marker);
-    check_resumed(resumed, broadcasts, served_from);
-}
-
-/// Each must have got every one of `broadcasts` after its id, in order,
-/// with no notice from `served_from` on.
-fn check_resumed(resumed: Vec<Resumed>, broadcasts: &[EventId], served_from: EventId) {
-    let marker = *broadcasts.last().expect("the marker");
-    for Resumed {
-        addr,
-        since,
-        notice,
-        got,
-    } in resumed
-    {
-        let after: Vec<EventId> = broadcasts
-            .iter()
-            .filter(|id| **id > since)
-            .copied()
-            .collect();
-        match notice {
-            None => assert_eq!(got, after, "resumed on {addr} from {since}"),
-            Some(notice) => {
-                assert!(since < served_from, "{notice} on {addr} from {since}");
-                assert_eq!(got, [marker], "after {notice} on {addr}");
-            }
-        }
+    for client in &mut live {
+        let last = *broadcasts.last().unwrap();
+        assert_eq!(read_through(client, last).await, (None, broadcasts.clone()));
     }
-}
-
-/// A counter of `/metrics`, by its whole name with labels.
-async fn metric(server: &Server, name: &str) -> u64 {
-    metric_at(server.addr, name).await
-}
-
-async fn metric_at(addr: std::net::SocketAddr, name: &str) -> u64 {
-    let metrics = http(addr, &request("GET", "/metrics", &[], "")).await;
-    let line = format!("{name} ");
-    metrics
-        .body
-        .lines()
-        .find_map(|each| each.strip_prefix(&line)?.parse().ok())
-        .unwrap_or_else(|| panic!("/metrics lacks {name}:\n{}", metrics.body))
-}
-
-/// Nothing panicked, no broadcast was lost, and each entry that was no
-/// broadcast was counted under its reason.
-async fn assert_skipped_not_lost(server: &Server, no_message: u64) {
-    assert_skipped_not_lost_at(server.addr, no_message).await;
-}
-
-async fn assert_skipped_not_lost_at(addr: std::net::SocketAddr, no_message: u64) {
-    assert_eq!(metric_at(addr, "demo_panics_total").await, 0);
-    assert_eq!(metric_at(addr, "demo_backplane_losses_total").await, 0);
-    for (reason, count) in [
-        ("no_message", no_message),
-        ("not_text", 1),
-        ("too_large", 1),
-    ] {
-        let name = format!("demo_backplane_skipped_entries_total{{reason=\"{reason}\"}}");
-        assert_eq!(metric_at(addr, &name).await, count, "{reason} on {addr}");
-    }
+    (servers, live, broadcasts)
 }
 
 #[tokio::test]
 async fn entries_another_writer_puts_in_a_shared_stream_break_no_instance_and_skip_nothing() {
     let redis = Redis::start();
-    let mut servers = instances(2, &redis.url(), &OPTIONS).await;
-    let mut live = Vec::new();
-    for server in &servers {
-        live.push(connect_and_greet(server.addr, "").await);
-    }
-    let mut broadcasts = Vec::new();
-    for round in 0..3 {
-        let server = &servers[round % 2];
-        broadcasts.push(server.publisher.publish("before").await.unwrap());
-    }
-    let (foreign, broadcast) = write_foreign_entries(&redis, broadcasts[2]).await;
+    let (mut servers, mut live, mut broadcasts) = running(&redis, 2, 3).await;
+    let url = redis.url();
+    let (entries, broadcast) =
+        foreign::write_entries(&url, STREAM, broadcasts[2], MAX_MESSAGE).await;
     broadcasts.push(broadcast);
     // Appends go on past them (the next seq was taken by hand).
     for round in 0..3 {
@@ -540,85 +379,70 @@ async fn entries_another_writer_puts_in_a_shared_stream_break_no_instance_and_sk
     }
     assert!(broadcasts.is_sorted(), "{broadcasts:?}");
     // One more instance, started after them, serves as the others do.
-    servers.extend(instances(1, &redis.url(), &OPTIONS).await);
-    let mut late = connect_and_greet(servers[2].addr, "").await;
+    servers.extend(instances(1, &url, &OPTIONS).await);
+    let mut late = connect_live(servers[2].addr).await;
 
-    let mut sinces = around(&[&broadcasts[..], &foreign[..]].concat());
-    sinces.retain(|since| since <= broadcasts.last().unwrap());
-    let first = broadcasts[0];
+    let newest = *broadcasts.last().unwrap();
+    let sinces = foreign::around(&[&broadcasts[..], &entries[..]].concat(), newest);
+    let (marker, resumed) =
+        foreign::resume::<Ws>(&addrs(&servers), &*servers[2].publisher, &sinces).await;
+    let mut all = broadcasts.clone();
+    all.push(marker);
     let stream_began = EventId {
-        run: first.run,
+        run: all[0].run,
         seq: 0,
     };
-    let mut all = broadcasts.clone();
-    resume_everywhere(&servers, &sinces, &mut all, stream_began).await;
-    let marker = *all.last().unwrap();
+    foreign::check_resumed(resumed, &all, stream_began);
     // The clients that were there all along were not let go for entries
     // that were no broadcast, and missed none.
     for client in &mut live {
-        assert_eq!(read_through(client, marker).await, (None, all.clone()));
+        assert_eq!(
+            read_through(client, marker).await,
+            (None, all[3..].to_vec())
+        );
     }
     assert_eq!(read_through(&mut late, marker).await, (None, vec![marker]));
     for server in &servers {
-        assert_skipped_not_lost(server, 2).await;
+        foreign::assert_skipped_not_lost(server.addr, 2).await;
     }
 }
 
 #[tokio::test]
 async fn instances_on_a_stream_another_program_began_serve_and_resume_as_usual() {
     let redis = Redis::start();
-    // Ids of its own scheme (milliseconds), before any instance started.
-    let large = "x".repeat(MAX_MESSAGE + 1);
-    let foreign = vec![
-        xadd(&redis, "*", &[("note", b"begun by another program")]).await,
-        xadd(&redis, "*", &[("message", b"from another program")]).await,
-        xadd(&redis, "*", &[("message", &[0xc3, 0x28])]).await,
-        xadd(&redis, "*", &[("message", large.as_bytes())]).await,
-    ];
-    let mut broadcasts = vec![foreign[1]];
-    let servers = instances(2, &redis.url(), &OPTIONS).await;
-    let mut live = connect_and_greet(servers[1].addr, "").await;
+    let url = redis.url();
+    // Before any instance started.
+    let (entries, broadcast) = foreign::begin_stream(&url, STREAM, MAX_MESSAGE).await;
+    let servers = instances(2, &url, &OPTIONS).await;
+    let mut live = connect_live(servers[1].addr).await;
+    let mut broadcasts = vec![broadcast];
     for round in 0..3 {
         let server = &servers[round % 2];
         broadcasts.push(server.publisher.publish("ours").await.unwrap());
     }
     assert!(broadcasts.is_sorted(), "{broadcasts:?}");
-    let mut sinces = around(&[&broadcasts[..], &foreign[..]].concat());
-    sinces.retain(|since| since <= broadcasts.last().unwrap());
-    let mut all = broadcasts.clone();
-    resume_everywhere(&servers, &sinces, &mut all, foreign[0]).await;
-    let marker = *all.last().unwrap();
-    assert_eq!(
-        read_through(&mut live, marker).await,
-        (None, all[1..].to_vec())
-    );
+    let newest = *broadcasts.last().unwrap();
+    let sinces = foreign::around(&[&broadcasts[..], &entries[..]].concat(), newest);
+    let (marker, resumed) =
+        foreign::resume::<Ws>(&addrs(&servers), &*servers[0].publisher, &sinces).await;
+    broadcasts.push(marker);
+    foreign::check_resumed(resumed, &broadcasts, entries[0]);
+    let expected = broadcasts[1..].to_vec();
+    assert_eq!(read_through(&mut live, marker).await, (None, expected));
     for server in &servers {
-        assert_skipped_not_lost(server, 1).await;
+        foreign::assert_skipped_not_lost(server.addr, 1).await;
     }
 }
 
 #[tokio::test]
 async fn a_stream_deleted_and_begun_again_by_another_program_is_told_as_restarted() {
     let redis = Redis::start();
-    let mut servers = instances(2, &redis.url(), &OPTIONS).await;
-    let mut live = Vec::new();
-    for server in &servers {
-        live.push(connect_and_greet(server.addr, "").await);
-    }
-    let mut before = Vec::new();
-    for _ in 0..2 {
-        before.push(servers[0].publisher.publish("before").await.unwrap());
-    }
-    for client in &mut live {
-        assert_eq!(
-            read_through(client, before[1]).await,
-            (None, before.clone())
-        );
-    }
+    let url = redis.url();
+    let (mut servers, mut live, before) = running(&redis, 2, 2).await;
     assert_eq!(redis.cli(&["DEL", STREAM]), "1");
-    let begun_again = xadd(&redis, "1-1", &[("message", b"begun again by hand")]).await;
+    let begun_again = foreign::xadd(&url, STREAM, "1-1", &[("message", b"begun again")]).await;
     // An instance that loads the stream begun again.
-    servers.extend(instances(1, &redis.url(), &OPTIONS).await);
+    servers.extend(instances(1, &url, &OPTIONS).await);
     let after = servers[0].publisher.publish("after").await.unwrap();
     assert!(
         after.run > before[1].run,
@@ -627,9 +451,11 @@ async fn a_stream_deleted_and_begun_again_by_another_program_is_told_as_restarte
     // The instances that read the old stream missed what the new one had
     // before `after`: their clients are let go, to resume and be told.
     for client in &mut live {
-        assert_eq!(close_code(client).await, Some(1012));
+        assert_eq!(close_code(&mut client.0).await, Some(1012));
     }
-    let (marker, resumed) = resume(&servers, &[before[0], before[1], begun_again, after]).await;
+    let sinces = [before[0], before[1], begun_again, after];
+    let (marker, resumed) =
+        foreign::resume::<Ws>(&addrs(&servers), &*servers[0].publisher, &sinces).await;
     for Resumed {
         addr,
         since,
@@ -638,10 +464,9 @@ async fn a_stream_deleted_and_begun_again_by_another_program_is_told_as_restarte
     } in resumed
     {
         let case = format!("on {addr} from {since}: {notice:?} {got:?}");
-        let late = addr == servers[2].addr;
         if since == after {
             assert_eq!((notice, got), (None, vec![marker]), "{case}");
-        } else if late {
+        } else if addr == servers[2].addr {
             // The stream it read is the one begun again, and it serves in
             // the order of ids: `after` is the one broadcast past `since`.
             assert_eq!((notice, got), (None, vec![after, marker]), "{case}");
@@ -651,8 +476,9 @@ async fn a_stream_deleted_and_begun_again_by_another_program_is_told_as_restarte
         }
     }
     for (server, losses) in servers.iter().zip([1, 1, 0]) {
-        assert_eq!(metric(server, "demo_panics_total").await, 0);
-        assert_eq!(metric(server, "demo_backplane_losses_total").await, losses);
+        assert_eq!(foreign::metric(server.addr, "demo_panics_total").await, 0);
+        let lost = foreign::metric(server.addr, "demo_backplane_losses_total").await;
+        assert_eq!(lost, losses);
     }
 }
 
@@ -662,15 +488,10 @@ async fn the_binary_serves_through_entries_written_by_hand_and_its_log_has_no_pa
     let redis = Redis::start();
     let url = redis.url();
     // An instance in this process publishes; the binary shares its stream.
-    let servers = instances(1, &url, &OPTIONS).await;
+    let (servers, _, mut all) = running(&redis, 1, 2).await;
     let publisher = &*servers[0].publisher;
-    let mut broadcasts = Vec::new();
-    for _ in 0..2 {
-        broadcasts.push(publisher.publish("before").await.unwrap());
-    }
-    let newest = broadcasts[1];
-    let next = entry(newest.run, newest.seq + 1);
-    let written_before = xadd(&redis, &next, &[("note", b"before the binary")]).await;
+    let next = foreign::entry(all[1].run, all[1].seq + 1);
+    let before = foreign::xadd(&url, STREAM, &next, &[("note", b"before the binary")]).await;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_websocket-demo"))
         .args(["--port", "0", "--bind", "127.0.0.1", "--redis", &url])
         .args(OPTIONS)
@@ -694,27 +515,26 @@ async fn the_binary_serves_through_entries_written_by_hand_and_its_log_has_no_pa
     tokio::time::timeout(shared::testing::PATIENCE, health)
         .await
         .expect("the binary reached Redis");
-    let mut live = connect_and_greet(addr, "").await;
-    let (foreign, broadcast) = write_foreign_entries(&redis, written_before).await;
-    let mut all = broadcasts.clone();
+    let mut live = connect_live(addr).await;
+    let (entries, broadcast) = foreign::write_entries(&url, STREAM, before, MAX_MESSAGE).await;
     all.push(broadcast);
     for _ in 0..2 {
         all.push(publisher.publish("after").await.unwrap());
     }
-    let mut sinces = around(&[&all[..], &foreign[..], &[written_before]].concat());
-    sinces.retain(|since| since <= all.last().unwrap());
-    let (marker, resumed) = resume_at(&[addr], publisher, &sinces).await;
+    let newest = *all.last().unwrap();
+    let sinces = foreign::around(&[&all[..], &entries[..], &[before]].concat(), newest);
+    let (marker, resumed) = foreign::resume::<Ws>(&[addr], publisher, &sinces).await;
     all.push(marker);
     let stream_began = EventId {
         run: all[0].run,
         seq: 0,
     };
-    check_resumed(resumed, &all, stream_began);
+    foreign::check_resumed(resumed, &all, stream_began);
     assert_eq!(
         read_through(&mut live, marker).await,
         (None, all[2..].to_vec())
     );
-    assert_skipped_not_lost_at(addr, 3).await;
+    foreign::assert_skipped_not_lost(addr, 3).await;
 
     let pid = child.id().expect("it runs").to_string();
     let killed = std::process::Command::new("kill")
