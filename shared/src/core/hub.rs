@@ -162,8 +162,9 @@ struct Subscriber {
     /// The position of the next broadcast this subscriber reads.
     cursor: u64,
     /// Set when it resumed from an id past the newest (see `ahead`): what it
-    /// reads is past this id.
-    after: Option<EventId>,
+    /// reads is past this id. Boxed, since few have one: 8 bytes a
+    /// subscriber, not 24.
+    after: Option<Box<EventId>>,
     /// Set while it waits for a broadcast past the newest.
     waker: Option<Waker>,
     evicted: CancellationToken,
@@ -335,7 +336,7 @@ impl Hub {
         state.next_key += 1;
         let subscriber = Subscriber {
             cursor: start.cursor,
-            after: start.after,
+            after: start.after.map(Box::new),
             waker: None,
             evicted,
         };
@@ -447,8 +448,8 @@ impl Hub {
             .and_then(|index| ring.get(index))
         {
             subscriber.cursor += 1;
-            match subscriber.after {
-                Some(after) if event.id <= after => {}
+            match &subscriber.after {
+                Some(after) if event.id <= **after => {}
                 _ => {
                     subscriber.after = None;
                     return Ok(Some(event.clone()));

@@ -180,9 +180,7 @@ async fn accept_loop(listener: TcpListener, service: impl Routes, transport: Tra
                 let admission = transport.connections.admit(peer);
                 let connection =
                     serve_connection(stream, peer, admission, service.clone(), transport.clone());
-                transport
-                    .tasks
-                    .spawn_for("the connection", peer, connection);
+                transport.tasks.spawn_for(peer, connection);
             }
             Err(error) => {
                 failures.failed(&error);
