@@ -556,3 +556,57 @@ async fn the_binary_serves_through_entries_written_by_hand_and_its_log_has_no_pa
         .filter(|line| line.contains("Skipped stream entry"));
     assert_eq!(skipped.count(), 3, "{log}");
 }
+
+#[tokio::test]
+async fn entries_trimmed_before_an_instance_read_them_are_a_loss_its_clients_are_told() {
+    let redis = Redis::start();
+    let (servers, mut live, before) = running(&redis, 1, 2).await;
+    let top = before[1];
+    // Three broadcasts appended as the servers append them, and trimmed to
+    // the last, in one step: as when a reader falls far behind.
+    let script = "
+        local prev = ARGV[1]
+        for seq = ARGV[3] + 1, ARGV[3] + 3 do
+          local id = ARGV[2] .. '-' .. seq
+          redis.call('XADD', KEYS[1], id, 'message', 'trimmed', 'prev', prev)
+          prev = id
+        end
+        redis.call('XTRIM', KEYS[1], 'MAXLEN', 1)
+        return prev";
+    let (run, seq) = (top.run.to_string(), top.seq.to_string());
+    let top_entry = foreign::entry(top.run, top.seq);
+    let last = redis.cli(&["EVAL", script, "1", STREAM, &top_entry, &run, &seq]);
+    assert_eq!(last, foreign::entry(top.run, top.seq + 3));
+    assert_eq!(close_code(&mut live[0].0).await, Some(1012));
+    let server = &servers[0];
+    assert_eq!(
+        foreign::metric(server.addr, "demo_backplane_losses_total").await,
+        1
+    );
+    // What the client saw last is no longer enough; an id from an instance
+    // that read the two trimmed ones is.
+    let read_elsewhere = EventId {
+        run: top.run,
+        seq: top.seq + 2,
+    };
+    let sinces = [top, read_elsewhere];
+    let (marker, resumed) =
+        foreign::resume::<Ws>(&[server.addr], &*server.publisher, &sinces).await;
+    let after_loss = EventId {
+        run: top.run,
+        seq: top.seq + 3,
+    };
+    let told = resumed[0]
+        .notice
+        .as_ref()
+        .map(|notice| notice["reason"].clone());
+    assert_eq!(
+        (told, &resumed[0].got),
+        (Some(json!("expired")), &vec![marker])
+    );
+    assert_eq!(
+        (&resumed[1].notice, &resumed[1].got),
+        (&None, &vec![after_loss, marker])
+    );
+    assert_eq!(foreign::metric(server.addr, "demo_panics_total").await, 0);
+}
