@@ -15,7 +15,7 @@ use shared::testing::foreign::{self, Read, Resumed, read_through};
 use shared::testing::hostile;
 use shared::testing::redis::Redis;
 use shared::testing::resume::Readers;
-use shared::testing::{eventually, http, id_of, request};
+use shared::testing::{eventually, http, id_of, metric, request};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -476,8 +476,8 @@ async fn a_stream_deleted_and_begun_again_by_another_program_is_told_as_restarte
         }
     }
     for (server, losses) in servers.iter().zip([1, 1, 0]) {
-        assert_eq!(foreign::metric(server.addr, "demo_panics_total").await, 0);
-        let lost = foreign::metric(server.addr, "demo_backplane_losses_total").await;
+        assert_eq!(metric(server.addr, "demo_panics_total").await, 0);
+        let lost = metric(server.addr, "demo_backplane_losses_total").await;
         assert_eq!(lost, losses);
     }
 }
@@ -579,10 +579,7 @@ async fn entries_trimmed_before_an_instance_read_them_are_a_loss_its_clients_are
     assert_eq!(last, foreign::entry(top.run, top.seq + 3));
     assert_eq!(close_code(&mut live[0].0).await, Some(1012));
     let server = &servers[0];
-    assert_eq!(
-        foreign::metric(server.addr, "demo_backplane_losses_total").await,
-        1
-    );
+    assert_eq!(metric(server.addr, "demo_backplane_losses_total").await, 1);
     // What the client saw last is no longer enough; an id from an instance
     // that read the two trimmed ones is.
     let read_elsewhere = EventId {
@@ -608,5 +605,5 @@ async fn entries_trimmed_before_an_instance_read_them_are_a_loss_its_clients_are
         (&resumed[1].notice, &resumed[1].got),
         (&None, &vec![after_loss, marker])
     );
-    assert_eq!(foreign::metric(server.addr, "demo_panics_total").await, 0);
+    assert_eq!(metric(server.addr, "demo_panics_total").await, 0);
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{KEY, RawSocket, UPGRADE, V13, Watcher, connect, connect_and_greet, next_json, start};
@@ -108,11 +108,24 @@ async fn the_rate_limit_holds_across_all_connections_of_one_address() {
     assert_eq!(server.hub.stats.broadcasts.load(Ordering::Relaxed), 4);
 }
 
+/// What a crowd of [`old_page`]s did.
+#[derive(Default)]
+struct Crowd {
+    /// Connections opened.
+    opened: AtomicUsize,
+    /// Set once the first server has stopped: connections opened from then
+    /// on reach the second.
+    first_gone: AtomicBool,
+    /// Hellos sent to the second server.
+    said_to_second: AtomicUsize,
+}
+
 /// A client as the page was before it learned better: it says Hello on every
 /// open, and comes back after a drop, resuming, after a random pause.
-async fn old_page(addr: std::net::SocketAddr, mut random: Random, opened: Arc<AtomicUsize>) {
+async fn old_page(addr: std::net::SocketAddr, mut random: Random, crowd: Arc<Crowd>) {
     let mut since = String::new();
     loop {
+        let to_second = crowd.first_gone.load(Ordering::Relaxed);
         let Ok(Ok((mut socket, _))) = timeout(
             PATIENCE,
             tokio_tungstenite::connect_async(format!("ws://{addr}/{since}")),
@@ -122,8 +135,11 @@ async fn old_page(addr: std::net::SocketAddr, mut random: Random, opened: Arc<At
             tokio::time::sleep(Duration::from_millis(20 + random.below(200))).await;
             continue;
         };
-        opened.fetch_add(1, Ordering::Relaxed);
-        let _ = socket.send(Message::text(r#"{"message":"Hello"}"#)).await;
+        crowd.opened.fetch_add(1, Ordering::Relaxed);
+        let hello = socket.send(Message::text(r#"{"message":"Hello"}"#)).await;
+        if hello.is_ok() && to_second {
+            crowd.said_to_second.fetch_add(1, Ordering::Relaxed);
+        }
         while let Some(Ok(message)) = socket.next().await {
             if let Message::Text(text) = message {
                 let message: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -141,11 +157,11 @@ async fn a_crowd_reconnecting_after_a_restart_causes_work_in_proportion_to_its_s
     const CROWD: usize = 200;
     let first = start(&["--interval", "60m"]).await;
     let port = first.addr.port().to_string();
-    let opened = Arc::new(AtomicUsize::new(0));
+    let counts = Arc::new(Crowd::default());
     let random = Random::from_clock();
     let crowd: Vec<_> = (0..CROWD)
         .map(|index| {
-            let page = old_page(first.addr, random.fork(index as u64), opened.clone());
+            let page = old_page(first.addr, random.fork(index as u64), counts.clone());
             tokio::spawn(page)
         })
         .collect();
@@ -153,14 +169,20 @@ async fn a_crowd_reconnecting_after_a_restart_causes_work_in_proportion_to_its_s
     first.shutdown();
     assert!(first.stopped().await);
     drop(first);
+    counts.first_gone.store(true, Ordering::Relaxed);
 
     let second = start(&["--interval", "60m", "--port", &port]).await;
     eventually("the crowd is back", || {
-        opened.load(Ordering::Relaxed) >= 2 * CROWD && second.hub.client_count() == CROWD
+        counts.opened.load(Ordering::Relaxed) >= 2 * CROWD && second.hub.client_count() == CROWD
     })
     .await;
-    // Let every Hello that will be let through be broadcast.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every Hello said to it is broadcast or rate limited.
+    eventually("every Hello was taken", || {
+        let taken = second.hub.stats.broadcasts.load(Ordering::Relaxed)
+            + second.rejections().rate_limited.load(Ordering::Relaxed);
+        taken as usize >= counts.said_to_second.load(Ordering::Relaxed)
+    })
+    .await;
     let deliveries = second.hub.stats.deliveries.load(Ordering::Relaxed) as usize;
     let broadcasts = second.hub.stats.broadcasts.load(Ordering::Relaxed);
     println!(

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
-use super::{http, request};
+use super::metric;
 use crate::core::{EventId, Publisher};
 
 /// What a client reads next: the missed notice, or a broadcast's id.
@@ -200,17 +200,6 @@ pub fn check_resumed(resumed: Vec<Resumed>, broadcasts: &[EventId], served_from:
             }
         }
     }
-}
-
-/// A counter of `/metrics`, by its whole name with labels.
-pub async fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let metrics = http(addr, &request("GET", "/metrics", &[], "")).await;
-    let line = format!("{name} ");
-    metrics
-        .body
-        .lines()
-        .find_map(|each| each.strip_prefix(&line)?.parse().ok())
-        .unwrap_or_else(|| panic!("/metrics lacks {name}:\n{}", metrics.body))
 }
 
 /// Nothing panicked, no broadcast was lost, and the entries that were no
