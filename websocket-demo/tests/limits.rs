@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{KEY, RawSocket, UPGRADE, V13, Watcher, connect, connect_and_greet, next_json, start};
+use common::{
+    FIN, KEY, RawSocket, TEXT, UPGRADE, V13, Watcher, connect, connect_and_greet, frame, next_json,
+    start,
+};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use shared::policy::Reason;
@@ -234,4 +237,60 @@ async fn a_client_that_stops_reading_is_cut_off_with_1013_and_told_so() {
     .await;
     // Reading again: what was on its way, whole, then the close frame.
     assert_eq!(stalled.close_code().await, Some(1013));
+}
+
+#[tokio::test]
+async fn a_client_that_reads_its_answers_slowly_still_gets_every_one_in_order() {
+    const MESSAGES: usize = 3000;
+    let server = start(&["--interval", "60m", "--rate", "100000", "--burst", "100000"]).await;
+    // A small receive window: the server's answers back up while it reads on.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let socket = RawSocket::greeted(RawSocket::handshake_on(stream).await).await;
+    let (reading, mut writing) = socket.into_inner().into_split();
+    // Numbers, not the expected JSON: each is answered with an error that
+    // names it, to this client alone.
+    let flood: Vec<u8> = (0..MESSAGES)
+        .flat_map(|n| frame(FIN | TEXT, n.to_string().as_bytes(), true))
+        .collect();
+    let sending = tokio::spawn(async move {
+        tokio::io::AsyncWriteExt::write_all(&mut writing, &flood)
+            .await
+            .unwrap();
+        writing
+    });
+    let mut reading = tokio::io::BufReader::new(reading);
+    for n in 0..MESSAGES {
+        let error = timeout(PATIENCE, read_text(&mut reading))
+            .await
+            .expect("an answer in time");
+        let error: serde_json::Value = serde_json::from_str(&error).unwrap();
+        let error = error["error"].as_str().unwrap();
+        assert!(error.contains(&format!("`{n}`")), "answer {n}: {error}");
+    }
+    let _writing = sending.await.unwrap();
+    assert_eq!(
+        server.rejections().count(Reason::BadMessage),
+        MESSAGES as u64
+    );
+}
+
+/// The next text frame's payload (servers never mask or fragment here).
+async fn read_text<R: tokio::io::AsyncRead + Unpin>(reader: &mut R) -> String {
+    use tokio::io::AsyncReadExt;
+    loop {
+        let mut head = [0; 2];
+        reader.read_exact(&mut head).await.unwrap();
+        let length = match head[1] & 0x7f {
+            126 => u64::from(reader.read_u16().await.unwrap()),
+            127 => reader.read_u64().await.unwrap(),
+            length => u64::from(length),
+        };
+        let mut payload = vec![0; length as usize];
+        reader.read_exact(&mut payload).await.unwrap();
+        if head[0] & 0x0f == TEXT {
+            return String::from_utf8(payload).unwrap();
+        }
+    }
 }

@@ -20,16 +20,19 @@
 //! starts and hears them, `wire.rs` is what they say to each other, and
 //! `clients.rs` how a client talks to a server; `sender.rs` sends the
 //! messages and accounts for each. `report.rs` prints the
-//! numbers and writes `--json`; `histogram.rs` keeps the latencies,
+//! numbers and writes `--json`; `charts.rs` draws them (`--report`,
+//! `--compare`) with `svg.rs`; `histogram.rs` keeps the latencies,
 //! `system.rs` reads `/proc` and pins processes, `tls.rs` is `--tls`'s
 //! clients' side.
 
 mod accounting;
+mod charts;
 mod clients;
 mod histogram;
 mod phases;
 mod report;
 mod sender;
+mod svg;
 mod system;
 mod tls;
 mod wire;
@@ -68,6 +71,13 @@ impl flags::Bench {
     pub fn run(self) -> Result<()> {
         if self.worker {
             return worker::run();
+        }
+        if !self.compare.is_empty() {
+            let dir = self
+                .report
+                .as_deref()
+                .context("--compare needs --report DIR")?;
+            return charts::compare(&self.compare, dir);
         }
         let open_files = system::open_file_limit()?;
         let server_capacity = open_files.saturating_sub(SERVER_SPARE) as usize;
@@ -139,8 +149,20 @@ impl flags::Bench {
                 }
             })?;
         }
+        let (memory_bytes, _) = system::memory();
+        let record = Record {
+            command: command(),
+            unix_time: system::unix_micros() / 1_000_000,
+            cores: env.cores,
+            memory_bytes,
+            open_file_limit: open_files,
+            runs: &runs,
+        };
         if let Some(path) = &self.json {
-            write_json(path, &env, open_files, &runs)?;
+            write_json(path, &record)?;
+        }
+        if let Some(dir) = &self.report {
+            charts::report(dir, &record)?;
         }
         let failures: Vec<String> = runs.iter().filter_map(Figures::failure).collect();
         if !failures.is_empty() {
@@ -244,16 +266,20 @@ async fn bench(
     Ok(())
 }
 
-fn write_json(path: &Path, env: &Env, open_file_limit: u64, runs: &[Figures]) -> Result<()> {
-    let (memory_bytes, _) = system::memory();
-    let record = Record {
-        unix_time: system::unix_micros() / 1_000_000,
-        cores: env.cores,
-        memory_bytes,
-        open_file_limit,
-        runs,
-    };
-    let json = serde_json::to_string_pretty(&record).context("cannot write the figures")?;
+/// This command, as typed: `cargo xtask bench ...`.
+fn command() -> String {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .map(|arg| match arg.contains(char::is_whitespace) {
+            true => format!("'{arg}'"),
+            false => arg,
+        })
+        .collect();
+    format!("cargo xtask {}", args.join(" "))
+}
+
+fn write_json(path: &Path, record: &Record) -> Result<()> {
+    let json = serde_json::to_string_pretty(record).context("cannot write the figures")?;
     std::fs::write(path, json + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
     say!("figures written to {}", path.display());

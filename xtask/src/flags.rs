@@ -152,6 +152,16 @@ pub struct Bench {
     /// Also write the figures of every run to FILE, as JSON
     #[arg(long, value_name = "FILE")]
     pub json: Option<std::path::PathBuf>,
+    /// Also write the figures to DIR/figures.json and draw them: SVG charts
+    /// (latency, memory, CPU, connecting) and a page showing them,
+    /// DIR/index.html
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    /// Run nothing: draw the runs of these files (from --json or --report)
+    /// on the same charts, into --report DIR, each named by its file (or by
+    /// its folder, for a figures.json)
+    #[arg(long, value_name = "FILE", num_args = 1.., requires = "report")]
+    pub compare: Vec<PathBuf>,
     /// Be one of the bench's client processes (it starts them itself)
     #[arg(long, hide = true)]
     pub worker: bool,
@@ -534,6 +544,7 @@ mod tests {
         };
         assert!(bench.pin && bench.tls);
         assert_eq!(bench.json, Some("figures.json".into()));
+        assert!(bench.report.is_none() && bench.compare.is_empty());
         use clap::CommandFactory;
         let mut command = Xtask::command();
         let help = command
@@ -544,6 +555,25 @@ mod tests {
         assert!(
             help.contains("--pin") && !help.contains("--worker"),
             "{help}"
+        );
+    }
+
+    #[test]
+    fn bench_compares_files_into_a_report_folder() {
+        let Some(Xtask {
+            task: Task::Bench(bench),
+        }) = parse("bench --compare a.json b/figures.json --report out").unwrap()
+        else {
+            panic!("not bench");
+        };
+        assert_eq!(
+            bench.compare,
+            ["a.json", "b/figures.json"].map(PathBuf::from)
+        );
+        assert_eq!(bench.report, Some("out".into()));
+        assert_eq!(
+            one_line_error("bench --compare a.json"),
+            "the following required arguments were not provided: --report <DIR> (see --help)"
         );
     }
 

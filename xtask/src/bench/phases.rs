@@ -2,6 +2,7 @@
 //! connecting the clients (in their own processes), broadcasting through the
 //! first server while every client listens, and collecting what arrived.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 
 use super::accounting::Accounting;
 use super::clients::{self, Dialer};
-use super::report::Numbers;
+use super::report::{Connecting, Numbers};
 use super::sender::Account;
 use super::system::{self, cpu_seconds, resident_bytes, unix_micros};
 use super::wire::{FromWorker, Outcome, Plan, ToWorker};
@@ -234,9 +235,10 @@ async fn run_clients(
         .collect();
 
     let connecting = Instant::now();
+    let connecting_from_ms = unix_micros() / 1000;
     let mut workers = Workers::start(&env.client_exe, plans).await?;
     let measured = async {
-        connect(&mut workers, limit).await?;
+        let greeted = connect(&mut workers, limit).await?;
         let connected_in = connecting.elapsed();
         let meter = Meter {
             servers: server_pids.clone(),
@@ -262,6 +264,7 @@ async fn run_clients(
             client_processes: workers.len(),
             source_addresses: clients::sources(flags.clients),
             connected_in,
+            connecting: Connecting::new(&greeted, connecting_from_ms),
             memory_before,
             memory_with_clients,
             client_memory,
@@ -350,14 +353,20 @@ fn fanning_out(fanouts: &[(u64, u64)]) -> Duration {
     Duration::from_micros(total)
 }
 
-/// Waits until every client process says its clients are connected; the
-/// first that cannot connect one ends the wait.
-async fn connect(workers: &mut Workers, limit: Duration) -> Result<()> {
+/// Waits until every client process says its clients are connected (the
+/// first that cannot connect one ends the wait): how many were greeted in
+/// each millisecond since the epoch.
+async fn connect(workers: &mut Workers, limit: Duration) -> Result<BTreeMap<u64, u32>> {
     let deadline = Instant::now() + limit;
-    let mut connected = 0;
+    let (mut connected, mut all) = (0, BTreeMap::new());
     while connected < workers.len() {
         match timeout_at(deadline, workers.next()).await {
-            Ok(Some((_, FromWorker::Connected))) => connected += 1,
+            Ok(Some((_, FromWorker::Connected { greeted }))) => {
+                connected += 1;
+                for (ms, count) in greeted {
+                    *all.entry(ms).or_insert(0) += count;
+                }
+            }
             Ok(Some((n, FromWorker::Failed { error }))) => {
                 bail!("a client of client process {n} could not connect: {error}")
             }
@@ -370,7 +379,7 @@ async fn connect(workers: &mut Workers, limit: Duration) -> Result<()> {
             ),
         }
     }
-    Ok(())
+    Ok(all)
 }
 
 /// What the clients received, when the first broadcast went out, what
@@ -477,7 +486,7 @@ async fn deliver(
                         outcomes[n] = Some(outcome);
                     }
                     Some((n, FromWorker::Failed { error })) => bail!("client process {n}: {error}"),
-                    Some((_, FromWorker::Connected)) => {}
+                    Some((_, FromWorker::Connected { .. })) => {}
                     None => bail!("the client processes stopped"),
                 }
                 let now: u64 = received.iter().sum();

@@ -1,9 +1,10 @@
 //! What a run measured, as the lines the bench prints and as the figures
 //! `--json` writes; and what held the run back.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::accounting::Accounting;
 use super::wire::Outcome;
@@ -18,6 +19,8 @@ pub struct Numbers {
     pub client_processes: usize,
     pub source_addresses: usize,
     pub connected_in: Duration,
+    /// Clients connected over that time.
+    pub connecting: Connecting,
     /// Of every server together.
     pub memory_before: u64,
     pub memory_with_clients: u64,
@@ -294,6 +297,14 @@ impl Numbers {
                 p99: ms(0.99),
                 max: ms(1.0),
             },
+            latency_percentiles: Percentiles {
+                ms: percents()
+                    .iter()
+                    .map(|percent| ms(percent / 100.0))
+                    .collect(),
+                percent: percents(),
+            },
+            connecting: self.connecting.clone(),
             fanout_ms: Fanout {
                 median: round(self.fanout(0.5).as_secs_f64() * 1000.0, 1),
                 max: round(self.fanout(1.0).as_secs_f64() * 1000.0, 1),
@@ -337,6 +348,10 @@ pub struct Figures {
     /// The servers' CPU time while the clients connected, a client.
     pub server_cpu_us_per_connection: f64,
     pub latency_ms: Latency,
+    /// The whole distribution of the latencies, for the charts.
+    pub latency_percentiles: Percentiles,
+    /// Clients connected over time while they connected, for the charts.
+    pub connecting: Connecting,
     /// From a broadcast's send to its last receipt, over the broadcasts.
     pub fanout_ms: Fanout,
     /// Deliveries that did not happen: of messages never broadcast, and of
@@ -362,7 +377,7 @@ impl Figures {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     pub p50: f64,
     pub p90: f64,
@@ -376,9 +391,67 @@ pub struct Fanout {
     pub max: f64,
 }
 
+/// The shares of the deliveries (in %) whose latency `--json` keeps: every
+/// percent, and the tail.
+fn percents() -> Vec<f64> {
+    (0..100)
+        .map(f64::from)
+        .chain([99.5, 99.9, 99.99, 100.0])
+        .collect()
+}
+
+/// The latency within which each share of the deliveries arrived, in ms:
+/// the whole distribution in 104 points, kept so that charts of runs made
+/// earlier can be drawn from their files.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub percent: Vec<f64>,
+    pub ms: Vec<f64>,
+}
+
+/// Clients connected while they connected: how many, every `step_ms` from
+/// when the client processes started (the first sample at 0, the last once
+/// every client was).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Connecting {
+    pub step_ms: u64,
+    pub connected: Vec<u64>,
+}
+
+/// A sample every 5 ms, or every 200th of the time connecting took when
+/// that is longer: at most 201 samples.
+const STEP_MS: u64 = 5;
+const SAMPLES: u64 = 200;
+
+impl Connecting {
+    /// From how many clients were greeted in each millisecond (since the
+    /// epoch), and when connecting began.
+    pub fn new(greeted: &BTreeMap<u64, u32>, from_ms: u64) -> Connecting {
+        let Some(last) = greeted.keys().next_back() else {
+            return Connecting::default();
+        };
+        let span = last.saturating_sub(from_ms);
+        let step_ms = span.div_ceil(SAMPLES).max(STEP_MS);
+        let sample = |ms: u64| (ms.saturating_sub(from_ms).div_ceil(step_ms)) as usize;
+        // Every greeting is at most `span` after `from_ms`: its sample fits.
+        let mut connected = vec![0; sample(*last) + 1];
+        for (ms, count) in greeted {
+            connected[sample(*ms)] += u64::from(*count);
+        }
+        let mut sum = 0;
+        for each in &mut connected {
+            sum += *each;
+            *each = sum;
+        }
+        Connecting { step_ms, connected }
+    }
+}
+
 /// The file `--json` writes: the machine, then every run.
 #[derive(Debug, Serialize)]
 pub struct Record<'a> {
+    /// The command that made it, for the report page and the charts.
+    pub command: String,
     pub unix_time: u64,
     pub cores: usize,
     pub memory_bytes: u64,
@@ -428,6 +501,7 @@ mod tests {
             client_processes: 2,
             source_addresses: 1,
             connected_in: Duration::from_secs(1),
+            connecting: Connecting::default(),
             memory_before: 0,
             memory_with_clients: 1000 * 10240,
             client_memory: 0,
@@ -581,6 +655,54 @@ mod tests {
             numbers(0.1, 1.0).figures("sse", "alone", false).failure(),
             None
         );
+    }
+
+    #[test]
+    fn the_figures_keep_the_whole_latency_distribution_with_the_printed_percentiles() {
+        let mut run = numbers(0.1, 1.0);
+        for us in 1..=10_000 {
+            run.outcome.latencies.record(us);
+        }
+        let figures = run.figures("websocket-demo", "alone", false);
+        let curve = &figures.latency_percentiles;
+        assert_eq!(curve.percent.len(), 104);
+        assert_eq!(curve.percent.len(), curve.ms.len());
+        let at = |percent: f64| curve.ms[curve.percent.iter().position(|p| *p == percent).unwrap()];
+        let latency = &figures.latency_ms;
+        assert_eq!(
+            [at(50.0), at(90.0), at(99.0), at(100.0)],
+            [latency.p50, latency.p90, latency.p99, latency.max]
+        );
+        assert_eq!(latency.max, 10.0);
+        assert!(
+            curve.ms.windows(2).all(|pair| pair[0] <= pair[1]),
+            "{curve:?}"
+        );
+        assert!(
+            run.lines("t:")
+                .iter()
+                .any(|line| line.contains(&format!("p99 {:.2} ms", latency.p99)))
+        );
+    }
+
+    #[test]
+    fn clients_connected_are_sampled_every_few_ms_until_the_last() {
+        let greeted = [(1000, 2), (1003, 1), (1012, 5)].into();
+        assert_eq!(
+            Connecting::new(&greeted, 1000),
+            Connecting {
+                step_ms: 5,
+                connected: vec![2, 3, 3, 8]
+            }
+        );
+        // A long connect: 200 steps, the last sample holding everyone.
+        let slow = Connecting::new(&[(5, 1), (20_000, 1)].into(), 0);
+        assert_eq!((slow.step_ms, slow.connected.len()), (100, 201));
+        assert_eq!(
+            (slow.connected[1], slow.connected[199], slow.connected[200]),
+            (1, 1, 2)
+        );
+        assert_eq!(Connecting::new(&BTreeMap::new(), 0), Connecting::default());
     }
 
     #[test]
