@@ -3,12 +3,15 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::start;
 use serde_json::{Value, json};
 use shared::Server;
+use shared::core::EventId;
 use shared::policy::Reason;
+use shared::testing::foreign::{self, Read, read_through};
 use shared::testing::redis::Redis;
 use shared::testing::resume::Readers;
 use shared::testing::{EventStream, eventually, http, read_head, request};
@@ -20,7 +23,7 @@ fn up(server: &Server) -> bool {
     server
         .publisher
         .backplane()
-        .is_some_and(|backplane| backplane.up)
+        .is_some_and(|backplane| backplane.up())
 }
 
 async fn instances(count: usize, url: &str, options: &[&str]) -> Vec<Server> {
@@ -157,6 +160,114 @@ async fn a_post_redis_does_not_answer_gets_504_saying_it_may_have_gone_out() {
     let changed = stream.next_event().await;
     assert_eq!(changed.json(), json!({ "message": "Something changed" }));
     assert_eq!(server.publisher.backplane().unwrap().publish_errors, 1);
+}
+
+// Entries the servers did not write (issue 16): whatever another program
+// puts in the stream, no instance panics, and every stream gets every
+// broadcast after its id, in order, or the missed notice first.
+
+const STREAM: &str = "demo:sse";
+
+/// The --max-message of these tests: a longer message in the stream is
+/// skipped.
+const MAX_MESSAGE: usize = 4096;
+
+const OPTIONS: [&str; 4] = ["--interval", "60m", "--max-message", "4096"];
+
+/// An event stream, as the tests of foreign entries read it.
+struct Sse(EventStream);
+
+impl foreign::Client for Sse {
+    async fn resume(addr: SocketAddr, since: EventId) -> Sse {
+        let last = since.to_string();
+        Sse(EventStream::open(addr, "/sse", &[("Last-Event-ID", &last)]).await)
+    }
+
+    async fn read(&mut self) -> Read {
+        let event = self.0.next_event().await;
+        if event.event.as_deref() == Some("missed") {
+            return Read::Notice(event.json());
+        }
+        let id = event.id.as_deref().expect("a broadcast has an id");
+        Read::Broadcast(shared::testing::id_of(id))
+    }
+}
+
+async fn connect_live(addr: SocketAddr) -> Sse {
+    Sse(EventStream::open(addr, "/sse", &[]).await)
+}
+
+#[tokio::test]
+async fn entries_another_writer_puts_in_a_shared_stream_break_no_instance_and_skip_nothing() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let mut servers = instances(2, &url, &OPTIONS).await;
+    let mut live = Vec::new();
+    for server in &servers {
+        live.push(connect_live(server.addr).await);
+    }
+    let mut broadcasts = Vec::new();
+    for round in 0..3 {
+        let server = &servers[round % 2];
+        broadcasts.push(server.publisher.publish("before").await.unwrap());
+    }
+    let (entries, broadcast) =
+        foreign::write_entries(&url, STREAM, broadcasts[2], MAX_MESSAGE).await;
+    broadcasts.push(broadcast);
+    for round in 0..3 {
+        let server = &servers[round % 2];
+        broadcasts.push(server.publisher.publish("after").await.unwrap());
+    }
+    assert!(broadcasts.is_sorted(), "{broadcasts:?}");
+    // One more instance, started after them, serves as the others do.
+    servers.extend(instances(1, &url, &OPTIONS).await);
+    let mut late = connect_live(servers[2].addr).await;
+
+    let newest = *broadcasts.last().unwrap();
+    let sinces = foreign::around(&[&broadcasts[..], &entries[..]].concat(), newest);
+    let addrs: Vec<_> = servers.iter().map(|server| server.addr).collect();
+    let (marker, resumed) = foreign::resume::<Sse>(&addrs, &*servers[2].publisher, &sinces).await;
+    broadcasts.push(marker);
+    let stream_began = EventId {
+        run: broadcasts[0].run,
+        seq: 0,
+    };
+    foreign::check_resumed(resumed, &broadcasts, stream_began);
+    // The streams that were there all along were not cut for entries that
+    // were no broadcast, and missed none.
+    for stream in &mut live {
+        assert_eq!(
+            read_through(stream, marker).await,
+            (None, broadcasts.clone())
+        );
+    }
+    assert_eq!(read_through(&mut late, marker).await, (None, vec![marker]));
+    for server in &servers {
+        foreign::assert_skipped_not_lost(server.addr, 2).await;
+    }
+}
+
+#[tokio::test]
+async fn instances_on_a_stream_another_program_began_serve_and_resume_as_usual() {
+    let redis = Redis::start();
+    let url = redis.url();
+    // Before any instance started.
+    let (entries, broadcast) = foreign::begin_stream(&url, STREAM, MAX_MESSAGE).await;
+    let servers = instances(2, &url, &OPTIONS).await;
+    let mut broadcasts = vec![broadcast];
+    for round in 0..3 {
+        let server = &servers[round % 2];
+        broadcasts.push(server.publisher.publish("ours").await.unwrap());
+    }
+    let newest = *broadcasts.last().unwrap();
+    let sinces = foreign::around(&[&broadcasts[..], &entries[..]].concat(), newest);
+    let addrs: Vec<_> = servers.iter().map(|server| server.addr).collect();
+    let (marker, resumed) = foreign::resume::<Sse>(&addrs, &*servers[0].publisher, &sinces).await;
+    broadcasts.push(marker);
+    foreign::check_resumed(resumed, &broadcasts, entries[0]);
+    for server in &servers {
+        foreign::assert_skipped_not_lost(server.addr, 1).await;
+    }
 }
 
 /// What the answers to one batch of messages said.

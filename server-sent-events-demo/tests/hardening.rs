@@ -305,7 +305,7 @@ async fn line_breaks_in_messages_cannot_forge_events_or_fields() {
     let response = http(server.addr, &post(&[JSON], &body)).await;
     assert_eq!(response.status, 200);
     // And straight into the hub, past the JSON encoding of the API.
-    let id = server.hub.publish(forged);
+    let id = server.publisher.publish(forged).await.unwrap();
     for stream in &mut streams {
         let first = stream.next_block().await.expect("the posted event");
         assert!(first.id.is_some(), "{first:?}");

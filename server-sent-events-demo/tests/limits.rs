@@ -34,7 +34,7 @@ async fn a_stream_that_stops_reading_is_cut_within_two_heartbeats_once_its_socke
         .unwrap();
     eventually("the stream opened", || server.hub.client_count() == 1).await;
     let kib = "x".repeat(1024);
-    testing::publish_burst(&server.hub, 5000, &kib).await;
+    testing::publish_burst(&*server.publisher, 5000, &kib).await;
     let published = Instant::now();
     eventually("the stream was cut", || server.hub.client_count() == 0).await;
     let took = published.elapsed();

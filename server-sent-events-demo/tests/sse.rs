@@ -173,12 +173,12 @@ async fn resuming_replays_exactly_what_was_missed_then_live_events() {
         let mut stream = EventStream::open(server.addr, "/sse", &[]).await;
         let mut last = None;
         for _ in 0..k {
-            server.hub.publish("before");
+            server.publisher.publish("before").await.unwrap();
             last = Some(stream.next_event().await);
         }
         drop(stream);
         for _ in 0..m {
-            server.hub.publish("while away");
+            server.publisher.publish("while away").await.unwrap();
         }
         let last = last.unwrap();
         let since = last.id.clone().unwrap();
@@ -194,7 +194,7 @@ async fn resuming_replays_exactly_what_was_missed_then_live_events() {
                 (expected, json!({ "message": "while away" }))
             );
         }
-        server.hub.publish("live");
+        server.publisher.publish("live").await.unwrap();
         let live = stream.next_event().await;
         assert_eq!(
             (live.seq(), live.json()),
@@ -221,16 +221,16 @@ async fn streams_dropping_at_random_points_of_a_burst_miss_nothing() {
         server.hub.client_count() == 6
     })
     .await;
-    testing::publish_burst(&server.hub, BURST, "burst").await;
+    testing::publish_burst(&*server.publisher, BURST, "burst").await;
     readers.saw_every_id_once(1).await;
 }
 
 #[tokio::test]
 async fn ids_the_server_cannot_replay_get_the_missed_event() {
     let server = start(&["--interval", "60m", "--replay", "4"]).await;
-    let first = server.hub.publish("old").to_string();
+    let first = server.publisher.publish("old").await.unwrap().to_string();
     for _ in 0..9 {
-        server.hub.publish("newer");
+        server.publisher.publish("newer").await.unwrap();
     }
     for (since, reason) in [(first.as_str(), "expired"), ("1-5", "restarted")] {
         let mut stream = EventStream::open(server.addr, "/sse", &[("Last-Event-ID", since)]).await;
@@ -240,7 +240,7 @@ async fn ids_the_server_cannot_replay_get_the_missed_event() {
             notice.json(),
             json!({ "missed": true, "since": since, "reason": reason })
         );
-        server.hub.publish("live");
+        server.publisher.publish("live").await.unwrap();
         assert_eq!(stream.next_event().await.json()["message"], "live");
     }
 }

@@ -194,7 +194,7 @@ async fn a_stalled_http2_stream_is_reset_alone_and_the_others_go_on() {
     // stalled stream falls behind.
     let four_kib = "x".repeat(4096);
     for sent in 1..=100 {
-        server.hub.publish(&four_kib);
+        server.publisher.publish(&four_kib).await.unwrap();
         eventually("the other streams read it", || {
             progress
                 .iter()
@@ -225,9 +225,9 @@ async fn resuming_with_last_event_id_over_http2_replays_what_was_missed() {
     let mut all = vec!["--interval", "60m"];
     all.extend(options.iter().map(String::as_str));
     let server = start(&all).await;
-    let first = server.hub.publish("one");
-    server.hub.publish("two");
-    server.hub.publish("three");
+    let first = server.publisher.publish("one").await.unwrap();
+    server.publisher.publish("two").await.unwrap();
+    server.publisher.publish("three").await.unwrap();
     let mut sender = http2(&certificate, server.addr).await;
     let since = first.to_string();
     let (mut stream, _) = Stream::open(&mut sender, &[("last-event-id", &since)]).await;

@@ -6,14 +6,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use warp::{Filter, Rejection, Reply};
 
+use crate::backplane::{self, Redis};
 use crate::config::{Config, Defaults, Parsed};
-use crate::core::redis::Redis;
 use crate::core::{Framer, Hub, HubConfig, Local, Publisher, ticker};
 use crate::http::connections::SPARE_DESCRIPTORS;
-use crate::http::{self, BindError, Connections, Context, Transport, observe};
+use crate::http::{self, BindError, Connections, Context, Tasks, Transport, observe};
 use crate::policy::rejections::LOG_WINDOW;
 use crate::policy::{Inbox, Origins, Rejections, TrustedProxies};
 
@@ -78,28 +77,27 @@ impl Server {
                 config.max_clients
             );
         }
-        let hub = Hub::new(
-            HubConfig {
-                replay: config.replay,
-                client_queue: config.client_queue as usize,
-                max_clients,
-                // Behind a backplane, a client may come from an instance that
-                // read a little further.
-                ahead: if config.redis.is_some() { 1024 } else { 0 },
-                backplane: config.redis.is_some(),
-            },
-            frame,
-        );
+        let hub_config = HubConfig {
+            replay: config.replay,
+            client_queue: config.client_queue as usize,
+            max_clients,
+        };
         let shutdown = CancellationToken::new();
-        let tasks = TaskTracker::new();
-        // One publisher for the whole server: alone, or sharing a Redis stream.
-        let publisher: Arc<dyn Publisher> = match &config.redis {
-            None => Arc::new(Local::new(hub.clone())),
+        let tasks = Tasks::new();
+        // One publisher for the whole server, and the one feed of its hub:
+        // alone, or sharing a Redis stream.
+        let (hub, publisher): (Arc<Hub>, Arc<dyn Publisher>) = match &config.redis {
+            None => {
+                let (hub, feed) = Hub::local(hub_config, frame);
+                (hub, Arc::new(Local::new(feed)))
+            }
             Some(url) => {
-                let redis = Redis::new(url, &config.redis_stream, hub.clone(), config.replay)
+                let (hub, feed) = Hub::backplane(hub_config, frame, backplane::AHEAD);
+                let stream = &config.redis_stream;
+                let redis = Redis::new(url, stream, feed, config.replay, config.max_message)
                     .map_err(|error| StartError::Backplane(error.to_string()))?;
-                tasks.spawn(redis.run(shutdown.clone()));
-                Arc::new(redis)
+                tasks.spawn_named("the Redis backplane's reader", redis.run(shutdown.clone()));
+                (hub, Arc::new(redis))
             }
         };
         let rejections = Arc::new(Rejections::default());
@@ -121,12 +119,17 @@ impl Server {
         };
         let stop = context.shutdown.clone();
         let tick = ticker::run(publisher.clone(), context.config.interval, stop);
-        context.tasks.spawn(tick);
-        context.tasks.spawn(summarize_refusals(
-            rejections.clone(),
-            context.shutdown.clone(),
-        ));
-        let observed = observe::routes(hub.clone(), publisher.clone(), rejections);
+        context.tasks.spawn_named("the ticker", tick);
+        let summary = summarize_refusals(rejections.clone(), context.shutdown.clone());
+        context
+            .tasks
+            .spawn_named("the summary of refusals", summary);
+        let observed = observe::routes(
+            hub.clone(),
+            publisher.clone(),
+            rejections,
+            context.tasks.clone(),
+        );
         let all_routes = routes(context.clone()).or(observed);
         let transport = Transport {
             shutdown: context.shutdown.clone(),

@@ -4,14 +4,17 @@
 //! 1. [`core`]: what a broadcast is and how it reaches every subscriber: ids,
 //!    the hub with its replay buffer and bounded queues, the publisher (the
 //!    seam a backplane plugs into) and the ticker. No HTTP or WebSocket crate.
-//! 2. [`wire`]: how broadcasts and notices are written for the pages: the
+//! 2. [`backplane`]: several instances sharing one log of broadcasts (Redis
+//!    Streams): a publisher that appends, and the reader that feeds the hub.
+//! 3. [`wire`]: how broadcasts and notices are written for the pages: the
 //!    JSON messages and the event-stream framing.
-//! 3. [`policy`]: what the servers accept: allowed origins, rate limits, the
+//! 4. [`policy`]: what the servers accept: allowed origins, rate limits, the
 //!    reasons for a refusal, and the one path every client message takes
 //!    (rate limit, validate, publish, log).
-//! 4. [`http`]: the connection loop, what routes share ([`http::Context`]),
-//!    refusals, the pages, and `/healthz` and `/metrics`.
-//! 5. [`app`]: the binaries' common `main`, which assembles a server from a
+//! 5. [`http`]: the connection loop, what routes share ([`http::Context`]),
+//!    refusals, the pages, `/healthz` and `/metrics`, and the guard that
+//!    keeps a panicking connection from going unseen.
+//! 6. [`app`]: the binaries' common `main`, which assembles a server from a
 //!    hub, a publisher and a demo's routes.
 //!
 //! [`config`] (the options) depends on nothing here; [`http`] and [`app`]
@@ -19,6 +22,7 @@
 //! broadcast and its routes.
 
 pub mod app;
+pub mod backplane;
 pub mod config;
 pub mod core;
 pub mod http;

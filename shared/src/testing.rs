@@ -13,11 +13,12 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::app::Server;
 use crate::config::{Config, Defaults, Parsed};
-use crate::core::{EventId, Framer, Hub};
+use crate::core::{EventId, Framer, Publisher};
 use crate::http::Context;
 use crate::policy::{Reason, Rejections};
 
 mod event_stream;
+pub mod foreign;
 pub mod hostile;
 pub mod proxy;
 pub mod redis;
@@ -101,6 +102,18 @@ pub async fn http(addr: SocketAddr, request: &[u8]) -> Response {
         .unwrap_or_else(|why| panic!("the exchange with {addr} fails: {why}"))
 }
 
+/// A counter of the server at `addr`, by its whole name with labels, from
+/// `/metrics`.
+pub async fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let metrics = http(addr, &request("GET", "/metrics", &[], "")).await;
+    let line = format!("{name} ");
+    metrics
+        .body
+        .lines()
+        .find_map(|each| each.strip_prefix(&line)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("/metrics lacks {name}:\n{}", metrics.body))
+}
+
 /// Every reason's rejection count, to compare before and after one input.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tally(Vec<(Reason, u64)>);
@@ -141,9 +154,12 @@ impl Tally {
 
 /// Publishes `count` broadcasts of `message`, yielding now and then as a busy
 /// server would, so readers on the same runtime get to run.
-pub async fn publish_burst(hub: &Hub, count: u64, message: &str) {
+pub async fn publish_burst(publisher: &dyn Publisher, count: u64, message: &str) {
     for round in 0..count {
-        hub.publish(message);
+        publisher
+            .publish(message)
+            .await
+            .expect("the burst is published");
         if round % 8 == 0 {
             tokio::task::yield_now().await;
         }

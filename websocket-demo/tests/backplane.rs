@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{
@@ -12,11 +13,13 @@ use common::{
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use shared::Server;
+use shared::core::EventId;
 use shared::policy::Reason;
+use shared::testing::foreign::{self, Read, Resumed, read_through};
 use shared::testing::hostile;
 use shared::testing::redis::Redis;
 use shared::testing::resume::Readers;
-use shared::testing::{PATIENCE, eventually, http, request};
+use shared::testing::{PATIENCE, eventually, http, id_of, metric, request};
 use tokio::time::{Instant, sleep, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -24,7 +27,7 @@ fn up(server: &Server) -> bool {
     server
         .publisher
         .backplane()
-        .is_some_and(|backplane| backplane.up)
+        .is_some_and(|backplane| backplane.up())
 }
 
 /// `count` instances on the Redis at `url`, each with `options` too, once
@@ -300,6 +303,313 @@ async fn metrics_report_the_backplane() {
             metrics.body
         );
     }
+}
+
+// Entries the servers did not write (issue 16): whatever another program
+// puts in the stream, no instance panics, and every client gets every
+// broadcast after its id, in order, or the missed notice first.
+
+const STREAM: &str = "demo:websocket";
+
+/// The --max-message of these tests: a longer message in the stream is
+/// skipped.
+const MAX_MESSAGE: usize = 4096;
+
+const OPTIONS: [&str; 4] = ["--interval", "60m", "--max-message", "4096"];
+
+/// A WebSocket client, as the tests of foreign entries read it.
+struct Ws(common::Client);
+
+impl foreign::Client for Ws {
+    async fn resume(addr: SocketAddr, since: EventId) -> Ws {
+        Ws(connect_and_greet(addr, &format!("?since={since}")).await)
+    }
+
+    async fn read(&mut self) -> Read {
+        let message = next_json(&mut self.0).await;
+        if message["missed"] == true {
+            return Read::Notice(message);
+        }
+        Read::Broadcast(id_of(
+            message["id"].as_str().expect("a broadcast has an id"),
+        ))
+    }
+}
+
+async fn connect_live(addr: SocketAddr) -> Ws {
+    Ws(connect_and_greet(addr, "").await)
+}
+
+fn addrs(servers: &[Server]) -> Vec<SocketAddr> {
+    servers.iter().map(|server| server.addr).collect()
+}
+
+/// `count` instances, a client connected to each, and `before` broadcasts
+/// published alternately on them, read by each client.
+async fn running(
+    redis: &Redis,
+    count: usize,
+    before: usize,
+) -> (Vec<Server>, Vec<Ws>, Vec<EventId>) {
+    let servers = instances(count, &redis.url(), &OPTIONS).await;
+    let mut live = Vec::new();
+    for server in &servers {
+        live.push(connect_live(server.addr).await);
+    }
+    let mut broadcasts = Vec::new();
+    for round in 0..before {
+        let server = &servers[round % count];
+        broadcasts.push(server.publisher.publish("before").await.unwrap());
+    }
+    for client in &mut live {
+        let last = *broadcasts.last().unwrap();
+        assert_eq!(read_through(client, last).await, (None, broadcasts.clone()));
+    }
+    (servers, live, broadcasts)
+}
+
+#[tokio::test]
+async fn entries_another_writer_puts_in_a_shared_stream_break_no_instance_and_skip_nothing() {
+    let redis = Redis::start();
+    let (mut servers, mut live, mut broadcasts) = running(&redis, 2, 3).await;
+    let url = redis.url();
+    let (entries, broadcast) =
+        foreign::write_entries(&url, STREAM, broadcasts[2], MAX_MESSAGE).await;
+    broadcasts.push(broadcast);
+    // Appends go on past them (the next seq was taken by hand).
+    for round in 0..3 {
+        let server = &servers[round % 2];
+        broadcasts.push(server.publisher.publish("after").await.unwrap());
+    }
+    assert!(broadcasts.is_sorted(), "{broadcasts:?}");
+    // One more instance, started after them, serves as the others do.
+    servers.extend(instances(1, &url, &OPTIONS).await);
+    let mut late = connect_live(servers[2].addr).await;
+
+    let newest = *broadcasts.last().unwrap();
+    let sinces = foreign::around(&[&broadcasts[..], &entries[..]].concat(), newest);
+    let (marker, resumed) =
+        foreign::resume::<Ws>(&addrs(&servers), &*servers[2].publisher, &sinces).await;
+    let mut all = broadcasts.clone();
+    all.push(marker);
+    let stream_began = EventId {
+        run: all[0].run,
+        seq: 0,
+    };
+    foreign::check_resumed(resumed, &all, stream_began);
+    // The clients that were there all along were not let go for entries
+    // that were no broadcast, and missed none.
+    for client in &mut live {
+        assert_eq!(
+            read_through(client, marker).await,
+            (None, all[3..].to_vec())
+        );
+    }
+    assert_eq!(read_through(&mut late, marker).await, (None, vec![marker]));
+    for server in &servers {
+        foreign::assert_skipped_not_lost(server.addr, 2).await;
+    }
+}
+
+#[tokio::test]
+async fn instances_on_a_stream_another_program_began_serve_and_resume_as_usual() {
+    let redis = Redis::start();
+    let url = redis.url();
+    // Before any instance started.
+    let (entries, broadcast) = foreign::begin_stream(&url, STREAM, MAX_MESSAGE).await;
+    let servers = instances(2, &url, &OPTIONS).await;
+    let mut live = connect_live(servers[1].addr).await;
+    let mut broadcasts = vec![broadcast];
+    for round in 0..3 {
+        let server = &servers[round % 2];
+        broadcasts.push(server.publisher.publish("ours").await.unwrap());
+    }
+    assert!(broadcasts.is_sorted(), "{broadcasts:?}");
+    let newest = *broadcasts.last().unwrap();
+    let sinces = foreign::around(&[&broadcasts[..], &entries[..]].concat(), newest);
+    let (marker, resumed) =
+        foreign::resume::<Ws>(&addrs(&servers), &*servers[0].publisher, &sinces).await;
+    broadcasts.push(marker);
+    foreign::check_resumed(resumed, &broadcasts, entries[0]);
+    let expected = broadcasts[1..].to_vec();
+    assert_eq!(read_through(&mut live, marker).await, (None, expected));
+    for server in &servers {
+        foreign::assert_skipped_not_lost(server.addr, 1).await;
+    }
+}
+
+#[tokio::test]
+async fn a_stream_deleted_and_begun_again_by_another_program_is_told_as_restarted() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let (mut servers, mut live, before) = running(&redis, 2, 2).await;
+    assert_eq!(redis.cli(&["DEL", STREAM]), "1");
+    let begun_again = foreign::xadd(&url, STREAM, "1-1", &[("message", b"begun again")]).await;
+    // An instance that loads the stream begun again.
+    servers.extend(instances(1, &url, &OPTIONS).await);
+    let after = servers[0].publisher.publish("after").await.unwrap();
+    assert!(
+        after.run > before[1].run,
+        "a new run: {before:?} then {after}"
+    );
+    // The instances that read the old stream missed what the new one had
+    // before `after`: their clients are let go, to resume and be told.
+    for client in &mut live {
+        assert_eq!(close_code(&mut client.0).await, Some(1012));
+    }
+    let sinces = [before[0], before[1], begun_again, after];
+    let (marker, resumed) =
+        foreign::resume::<Ws>(&addrs(&servers), &*servers[0].publisher, &sinces).await;
+    for Resumed {
+        addr,
+        since,
+        notice,
+        got,
+    } in resumed
+    {
+        let case = format!("on {addr} from {since}: {notice:?} {got:?}");
+        if since == after {
+            assert_eq!((notice, got), (None, vec![marker]), "{case}");
+        } else if addr == servers[2].addr {
+            // The stream it read is the one begun again, and it serves in
+            // the order of ids: `after` is the one broadcast past `since`.
+            assert_eq!((notice, got), (None, vec![after, marker]), "{case}");
+        } else {
+            assert_eq!(notice.unwrap()["reason"], "restarted", "{case}");
+            assert_eq!(got, [marker], "{case}");
+        }
+    }
+    for (server, losses) in servers.iter().zip([1, 1, 0]) {
+        assert_eq!(metric(server.addr, "demo_panics_total").await, 0);
+        let lost = metric(server.addr, "demo_backplane_losses_total").await;
+        assert_eq!(lost, losses);
+    }
+}
+
+#[tokio::test]
+async fn the_binary_serves_through_entries_written_by_hand_and_its_log_has_no_panic() {
+    use std::process::Stdio;
+    let redis = Redis::start();
+    let url = redis.url();
+    // An instance in this process publishes; the binary shares its stream.
+    let (servers, _, mut all) = running(&redis, 1, 2).await;
+    let publisher = &*servers[0].publisher;
+    let next = foreign::entry(all[1].run, all[1].seq + 1);
+    let before = foreign::xadd(&url, STREAM, &next, &[("note", b"before the binary")]).await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_websocket-demo"))
+        .args(["--port", "0", "--bind", "127.0.0.1", "--redis", &url])
+        .args(OPTIONS)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the server binary starts");
+    let addr = shared::testing::listening_on(&mut child).await;
+    let health = async {
+        while http(addr, &request("GET", "/healthz", &[], ""))
+            .await
+            .status
+            != 200
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(shared::testing::PATIENCE, health)
+        .await
+        .expect("the binary reached Redis");
+    let mut live = connect_live(addr).await;
+    let (entries, broadcast) = foreign::write_entries(&url, STREAM, before, MAX_MESSAGE).await;
+    all.push(broadcast);
+    for _ in 0..2 {
+        all.push(publisher.publish("after").await.unwrap());
+    }
+    let newest = *all.last().unwrap();
+    let sinces = foreign::around(&[&all[..], &entries[..], &[before]].concat(), newest);
+    let (marker, resumed) = foreign::resume::<Ws>(&[addr], publisher, &sinces).await;
+    all.push(marker);
+    let stream_began = EventId {
+        run: all[0].run,
+        seq: 0,
+    };
+    foreign::check_resumed(resumed, &all, stream_began);
+    assert_eq!(
+        read_through(&mut live, marker).await,
+        (None, all[2..].to_vec())
+    );
+    foreign::assert_skipped_not_lost(addr, 3).await;
+
+    let pid = child.id().expect("it runs").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(killed.is_ok_and(|status| status.success()));
+    let output = tokio::time::timeout(shared::testing::PATIENCE, child.wait_with_output())
+        .await
+        .expect("the binary stops in time")
+        .expect("its output reads");
+    assert!(output.status.success(), "{}", output.status);
+    let log = String::from_utf8_lossy(&output.stderr);
+    for bad in ["panicked", "ERROR"] {
+        assert!(!log.contains(bad), "{bad} in the log:\n{log}");
+    }
+    // Each kind of entry that is no broadcast is logged once.
+    let skipped = log
+        .lines()
+        .filter(|line| line.contains("Skipped stream entry"));
+    assert_eq!(skipped.count(), 3, "{log}");
+}
+
+#[tokio::test]
+async fn entries_trimmed_before_an_instance_read_them_are_a_loss_its_clients_are_told() {
+    let redis = Redis::start();
+    let (servers, mut live, before) = running(&redis, 1, 2).await;
+    let top = before[1];
+    // Three broadcasts appended as the servers append them, and trimmed to
+    // the last, in one step: as when a reader falls far behind.
+    let script = "
+        local prev = ARGV[1]
+        for seq = ARGV[3] + 1, ARGV[3] + 3 do
+          local id = ARGV[2] .. '-' .. seq
+          redis.call('XADD', KEYS[1], id, 'message', 'trimmed', 'prev', prev)
+          prev = id
+        end
+        redis.call('XTRIM', KEYS[1], 'MAXLEN', 1)
+        return prev";
+    let (run, seq) = (top.run.to_string(), top.seq.to_string());
+    let top_entry = foreign::entry(top.run, top.seq);
+    let last = redis.cli(&["EVAL", script, "1", STREAM, &top_entry, &run, &seq]);
+    assert_eq!(last, foreign::entry(top.run, top.seq + 3));
+    assert_eq!(close_code(&mut live[0].0).await, Some(1012));
+    let server = &servers[0];
+    assert_eq!(metric(server.addr, "demo_backplane_losses_total").await, 1);
+    // What the client saw last is no longer enough; an id from an instance
+    // that read the two trimmed ones is.
+    let read_elsewhere = EventId {
+        run: top.run,
+        seq: top.seq + 2,
+    };
+    let sinces = [top, read_elsewhere];
+    let (marker, resumed) =
+        foreign::resume::<Ws>(&[server.addr], &*server.publisher, &sinces).await;
+    let after_loss = EventId {
+        run: top.run,
+        seq: top.seq + 3,
+    };
+    let told = resumed[0]
+        .notice
+        .as_ref()
+        .map(|notice| notice["reason"].clone());
+    assert_eq!(
+        (told, &resumed[0].got),
+        (Some(json!("expired")), &vec![marker])
+    );
+    assert_eq!(
+        (&resumed[1].notice, &resumed[1].got),
+        (&None, &vec![after_loss, marker])
+    );
+    assert_eq!(metric(server.addr, "demo_panics_total").await, 0);
 }
 
 /// What a sender heard about one batch of its messages, up to the pong it

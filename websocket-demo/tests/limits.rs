@@ -35,7 +35,7 @@ async fn a_client_that_neither_reads_nor_answers_is_dropped_even_while_its_write
     eventually("the client joined", || server.hub.client_count() == 1).await;
     // Far more than the socket's buffers take: its writer blocks.
     let kib = "x".repeat(1024);
-    testing::publish_burst(&server.hub, 5000, &kib).await;
+    testing::publish_burst(&*server.publisher, 5000, &kib).await;
     let published = Instant::now();
     eventually("the client was dropped", || server.hub.client_count() == 0).await;
     let took = published.elapsed();
@@ -49,7 +49,7 @@ async fn the_pages_ping_is_answered_to_it_alone_and_never_broadcast() {
     let mut page = connect_and_greet(server.addr, "").await;
     page.send(Message::text(r#"{"ping":7}"#)).await.unwrap();
     assert_eq!(next_json(&mut page).await, json!({ "pong": 7 }));
-    server.hub.publish("after the ping");
+    server.publisher.publish("after the ping").await.unwrap();
     assert_eq!(watcher.next().await["message"], "after the ping");
 }
 
@@ -225,7 +225,7 @@ async fn a_client_that_stops_reading_is_cut_off_with_1013_and_told_so() {
     // Far more than the socket's buffers and the client's queue take.
     let kib = "x".repeat(1024);
     for _ in 0..4000 {
-        server.hub.publish(&kib);
+        server.publisher.publish(&kib).await.unwrap();
         tokio::task::yield_now().await;
         if server.hub.stats.slow_disconnects.load(Ordering::Relaxed) == 1 {
             break;

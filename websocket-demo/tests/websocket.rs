@@ -119,14 +119,14 @@ async fn resuming_replays_exactly_what_was_missed_then_live_messages() {
         let mut client = connect_and_greet(server.addr, "").await;
         let mut last = None;
         for _ in 0..k {
-            server.hub.publish("before");
+            server.publisher.publish("before").await.unwrap();
             last = Some(next_json(&mut client).await);
         }
         let last = last.unwrap();
         client.close(None).await.unwrap();
         drop(client);
         for _ in 0..m {
-            server.hub.publish("while away");
+            server.publisher.publish("while away").await.unwrap();
         }
         let since = last["id"].as_str().unwrap();
         let mut client = connect_and_greet(server.addr, &format!("?since={since}")).await;
@@ -137,7 +137,7 @@ async fn resuming_replays_exactly_what_was_missed_then_live_messages() {
                 (expected, &json!("while away"))
             );
         }
-        server.hub.publish("live");
+        server.publisher.publish("live").await.unwrap();
         let live = next_json(&mut client).await;
         assert_eq!(
             (seq(&live), &live["message"]),
@@ -164,16 +164,16 @@ async fn clients_dropping_at_random_points_of_a_burst_miss_nothing() {
         server.hub.client_count() == 6
     })
     .await;
-    testing::publish_burst(&server.hub, BURST, "burst").await;
+    testing::publish_burst(&*server.publisher, BURST, "burst").await;
     readers.saw_every_id_once(1).await;
 }
 
 #[tokio::test]
 async fn ids_the_server_cannot_replay_get_the_missed_notice() {
     let server = start(&["--interval", "60m", "--replay", "4"]).await;
-    let first = server.hub.publish("old").to_string();
+    let first = server.publisher.publish("old").await.unwrap().to_string();
     for _ in 0..9 {
-        server.hub.publish("newer");
+        server.publisher.publish("newer").await.unwrap();
     }
     for (since, reason) in [
         (first.as_str(), "expired"),
@@ -186,7 +186,7 @@ async fn ids_the_server_cannot_replay_get_the_missed_notice() {
             notice,
             json!({ "missed": true, "since": since, "reason": reason })
         );
-        server.hub.publish("live");
+        server.publisher.publish("live").await.unwrap();
         assert_eq!(next_json(&mut client).await["message"], "live");
     }
 }

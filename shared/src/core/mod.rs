@@ -4,9 +4,11 @@
 pub mod hub;
 pub mod id;
 pub mod publisher;
-pub mod redis;
 pub mod ticker;
 
-pub use hub::{Event, Framer, Hub, HubConfig, Missed, MissedReason, SubscribeError, Subscription};
+pub use hub::{
+    BackplaneFeed, Event, Framer, Hub, HubConfig, LocalFeed, Missed, MissedReason, SubscribeError,
+    Subscription,
+};
 pub use id::{EventId, MAX_ID_LEN, ParseIdError};
-pub use publisher::{Backplane, DELIVERY_BUCKETS, Local, PublishError, Publisher};
+pub use publisher::{Backplane, DELIVERY_BUCKETS, Link, Local, PublishError, Publisher};

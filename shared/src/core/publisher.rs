@@ -2,17 +2,17 @@
 //! (the ticker, a WebSocket client, `POST /api`).
 //!
 //! The in-process publisher hands each broadcast straight to this server's
-//! hub. A backplane is another publisher: it appends the broadcast to a log
-//! every instance reads, and each instance's reader delivers what comes back
-//! to its own hub with [`Hub::deliver`](super::hub::Hub::deliver). It also
-//! decides which instance ticks, so that several instances tick once.
+//! hub, through the hub's [`LocalFeed`]. A backplane is another publisher
+//! (see the `backplane` layer): it appends the broadcast to a log every
+//! instance reads, and each instance's reader delivers what comes back to
+//! its own hub through a [`BackplaneFeed`](super::hub::BackplaneFeed). It
+//! also decides which instance ticks, so that several instances tick once.
 
 use std::fmt;
-use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use super::hub::Hub;
+use super::hub::LocalFeed;
 use super::id::EventId;
 
 /// Publishes broadcasts to every client of every instance.
@@ -32,24 +32,55 @@ pub trait Publisher: Send + Sync + 'static {
     }
 }
 
+/// Whether a backplane can be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// Not reached yet since the server started.
+    Connecting,
+    Up,
+    /// Lost, and why (for people).
+    Down(String),
+}
+
 /// What a backplane reports of itself.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Backplane {
-    /// Whether it is reachable now.
-    pub up: bool,
-    /// What it is, and why it is down if it is: for people.
-    pub detail: String,
+    pub link: Link,
+    /// What it is, for people: where, and which stream.
+    pub place: String,
     /// How many times it was reached again after being lost.
     pub reconnects: u64,
     /// Broadcasts that could not be published.
     pub publish_errors: u64,
     /// Ticks this instance claimed (and so broadcast).
     pub ticks: u64,
+    /// Entries of the log that were not broadcasts (another writer's), read
+    /// and skipped, by reason.
+    pub skipped: Vec<(&'static str, u64)>,
+    /// Times broadcasts went before this instance read them, so that every
+    /// client was let go to resume and be told.
+    pub losses: u64,
     /// Seconds from publishing to delivery on this instance: how many took
     /// at most each bound of [`DELIVERY_BUCKETS`], then the count and sum.
     pub delivery_buckets: Vec<u64>,
     pub delivery_count: u64,
     pub delivery_seconds: f64,
+}
+
+impl Backplane {
+    /// Whether it is reachable now.
+    pub fn up(&self) -> bool {
+        self.link == Link::Up
+    }
+
+    /// What it is, or why it is not reachable: for people.
+    pub fn detail(&self) -> String {
+        match &self.link {
+            Link::Connecting => format!("connecting to {}", self.place),
+            Link::Up => self.place.clone(),
+            Link::Down(why) => why.clone(),
+        }
+    }
 }
 
 /// The bounds, in seconds, of the delivery-time histogram.
@@ -82,18 +113,18 @@ impl std::error::Error for PublishError {}
 /// The publisher of a server that runs alone: its hub is the whole audience,
 /// and it assigns the ids.
 pub struct Local {
-    hub: Arc<Hub>,
+    feed: LocalFeed,
 }
 
 impl Local {
-    pub fn new(hub: Arc<Hub>) -> Local {
-        Local { hub }
+    pub fn new(feed: LocalFeed) -> Local {
+        Local { feed }
     }
 }
 
 impl Publisher for Local {
     fn publish<'a>(&'a self, message: &'a str) -> BoxFuture<'a, Result<EventId, PublishError>> {
-        let id = self.hub.publish(message);
+        let id = self.feed.publish(message);
         Box::pin(std::future::ready(Ok(id)))
     }
 

@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::connections::Slot;
+use super::tasks::Tasks;
 use crate::config::Config;
 use crate::core::Hub;
 use crate::policy::{Inbox, Origins, Rejections, TrustedProxies};
@@ -45,8 +45,9 @@ pub struct Context {
     pub rejections: Arc<Rejections>,
     /// Cancelled when the server begins to shut down.
     pub shutdown: CancellationToken,
-    /// Tasks the server waits for before it exits (connections, sessions).
-    pub tasks: TaskTracker,
+    /// Tasks the server waits for before it exits (connections, sessions),
+    /// each guarded against panics.
+    pub tasks: Tasks,
 }
 
 /// The request's [`Conn`], with `peer` the client the request is for: the

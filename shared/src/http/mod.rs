@@ -1,5 +1,5 @@
-//! HTTP: the connection loop, what routes share, refusals, the pages, and
-//! `/healthz` and `/metrics`.
+//! HTTP: the connection loop, what routes share, refusals, the pages,
+//! `/healthz` and `/metrics`, and the tasks connections run in.
 
 pub mod connections;
 pub mod context;
@@ -8,9 +8,11 @@ pub mod observe;
 pub mod pages;
 pub mod refusal;
 pub mod server;
+pub mod tasks;
 pub mod tls;
 
 pub use connections::Connections;
 pub use context::{Conn, Context, conn};
 pub use refusal::{Refusal, check_origin, check_since, error_response};
 pub use server::{BindError, Transport, bind, serve};
+pub use tasks::Tasks;

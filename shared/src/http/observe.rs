@@ -8,6 +8,7 @@ use warp::http::StatusCode;
 use warp::http::header::CONTENT_TYPE;
 use warp::{Filter, Rejection, Reply};
 
+use super::tasks::Tasks;
 use crate::core::{DELIVERY_BUCKETS, Hub, Publisher};
 use crate::policy::{Reason, Rejections};
 
@@ -15,12 +16,13 @@ pub fn routes(
     hub: Arc<Hub>,
     publisher: Arc<dyn Publisher>,
     rejections: Arc<Rejections>,
+    tasks: Tasks,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let (health_hub, health_publisher) = (hub.clone(), publisher.clone());
     let health = warp::path!("healthz").map(move || health(&health_hub, &*health_publisher));
     let metrics = warp::path!("metrics").map(move || {
         warp::reply::with_header(
-            render(&hub, &*publisher, &rejections),
+            render(&hub, &*publisher, &rejections, &tasks),
             CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )
@@ -38,8 +40,9 @@ fn health(hub: &Hub, publisher: &dyn Publisher) -> warp::reply::Response {
     });
     let mut status = StatusCode::OK;
     if let Some(backplane) = publisher.backplane() {
-        body["backplane"] = serde_json::json!({ "up": backplane.up, "detail": backplane.detail });
-        if !backplane.up {
+        let up = backplane.up();
+        body["backplane"] = serde_json::json!({ "up": up, "detail": backplane.detail() });
+        if !up {
             body["status"] = "degraded".into();
             status = StatusCode::SERVICE_UNAVAILABLE;
         }
@@ -48,7 +51,7 @@ fn health(hub: &Hub, publisher: &dyn Publisher) -> warp::reply::Response {
 }
 
 /// The Prometheus text exposition format.
-fn render(hub: &Hub, publisher: &dyn Publisher, rejections: &Rejections) -> String {
+fn render(hub: &Hub, publisher: &dyn Publisher, rejections: &Rejections, tasks: &Tasks) -> String {
     let stats = &hub.stats;
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
@@ -102,12 +105,18 @@ fn render(hub: &Hub, publisher: &dyn Publisher, rejections: &Rejections) -> Stri
         "Messages and requests refused by the rate limit.",
         &one(rejections.rate_limited.load(Ordering::Relaxed)),
     );
+    metric(
+        "demo_panics_total",
+        "counter",
+        "Connections and tasks that panicked (a bug: each is logged at error level).",
+        &one(tasks.panics()),
+    );
     if let Some(backplane) = publisher.backplane() {
         metric(
             "demo_backplane_up",
             "gauge",
             "1 while the backplane (Redis) is reachable.",
-            &one(u64::from(backplane.up)),
+            &one(u64::from(backplane.up())),
         );
         metric(
             "demo_backplane_reconnects_total",
@@ -126,6 +135,23 @@ fn render(hub: &Hub, publisher: &dyn Publisher, rejections: &Rejections) -> Stri
             "counter",
             "Broadcasts the backplane could not take.",
             &one(backplane.publish_errors),
+        );
+        let skipped: Vec<_> = backplane
+            .skipped
+            .iter()
+            .map(|(reason, count)| (format!("{{reason=\"{reason}\"}}"), *count))
+            .collect();
+        metric(
+            "demo_backplane_skipped_entries_total",
+            "counter",
+            "Stream entries that were no broadcast (another writer's), skipped, by reason.",
+            &skipped,
+        );
+        metric(
+            "demo_backplane_losses_total",
+            "counter",
+            "Times broadcasts went before this instance read them (every client let go, to resume and be told).",
+            &one(backplane.losses),
         );
         let name = "demo_backplane_delivery_seconds";
         let _ = writeln!(

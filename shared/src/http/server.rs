@@ -25,7 +25,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use warp::http;
 use warp::{Filter, Rejection, Reply};
 
@@ -33,6 +32,7 @@ use super::connections::{Admission, Connections};
 use super::context::Conn;
 use super::direct;
 use super::refusal::answer_rejection;
+use super::tasks::Tasks;
 use super::tls::Streams;
 use crate::policy::{Reason, Rejections};
 
@@ -91,7 +91,7 @@ pub struct Transport {
     /// Cancelled to stop accepting and wind every connection down.
     pub shutdown: CancellationToken,
     /// Where connections run, so that shutdown can wait for them.
-    pub tasks: TaskTracker,
+    pub tasks: Tasks,
     /// Where refused connections and requests are counted.
     pub rejections: Arc<Rejections>,
     /// Which connections are served.
@@ -126,7 +126,7 @@ where
 {
     let service = warp::service(routes.recover(answer_rejection));
     let tasks = transport.tasks.clone();
-    tasks.spawn(accept_loop(listener, service, transport));
+    tasks.spawn_named("the accept loop", accept_loop(listener, service, transport));
 }
 
 /// The warp routes as a service, shared by every connection: for requests
@@ -180,7 +180,7 @@ async fn accept_loop(listener: TcpListener, service: impl Routes, transport: Tra
                 let admission = transport.connections.admit(peer);
                 let connection =
                     serve_connection(stream, peer, admission, service.clone(), transport.clone());
-                transport.tasks.spawn(connection);
+                transport.tasks.spawn_for(peer, connection);
             }
             Err(error) => {
                 failures.failed(&error);

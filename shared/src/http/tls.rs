@@ -22,7 +22,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+
+use super::tasks::Tasks;
 
 /// Certificate or key files that cannot serve.
 #[derive(Debug)]
@@ -72,7 +73,7 @@ pub fn stream_reset() -> Option<CancellationToken> {
 /// for, and which stops (resetting the stream) when its token is cancelled.
 #[derive(Clone)]
 pub struct Streams {
-    pub tasks: TaskTracker,
+    pub tasks: Tasks,
 }
 
 impl<F> hyper::rt::Executor<F> for Streams

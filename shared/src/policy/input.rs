@@ -138,9 +138,9 @@ mod tests {
     use crate::core::{Hub, HubConfig, Local};
 
     fn inbox(rate: f64, burst: u32) -> (Inbox, Arc<Hub>, Arc<Rejections>) {
-        let hub = Hub::new(HubConfig::default(), |_, message| message.to_owned().into());
+        let (hub, feed) = Hub::local(HubConfig::default(), |_, message| message.to_owned().into());
         let rejections = Arc::new(Rejections::default());
-        let publisher = Arc::new(Local::new(hub.clone()));
+        let publisher = Arc::new(Local::new(feed));
         let inbox = Inbox::new(publisher, rejections.clone(), rate, burst);
         (inbox, hub, rejections)
     }

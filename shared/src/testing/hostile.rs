@@ -121,13 +121,7 @@ impl Binary {
 
     /// The value of `name` (with its labels, if any) in `/metrics`.
     pub async fn metric(&self, name: &str) -> u64 {
-        let metrics = http(self.addr, &request("GET", "/metrics", &[], "")).await;
-        let line = format!("{name} ");
-        metrics
-            .body
-            .lines()
-            .find_map(|each| each.strip_prefix(&line)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("/metrics lacks {name}"))
+        super::metric(self.addr, name).await
     }
 }
 
