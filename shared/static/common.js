@@ -43,39 +43,31 @@ export function heartbeatMs() {
   return Number(document.body.dataset.heartbeatMs) || 30000;
 }
 
-// Watches for a dead link: a laptop that slept, a network that changed, a
-// frozen server. `onSilent` runs once nothing was heard for two and a half
-// heartbeats; call `heard()` for every sign of life, `stop()` when done.
-export function watchSilence(onSilent) {
-  const limit = heartbeatMs() * 2.5;
-  let last = Date.now();
-  const timer = setInterval(() => {
-    const silent = Date.now() - last;
-    if (silent > limit) {
-      clearInterval(timer);
-      log('error', 'Heard nothing for ' + (silent / 1000).toFixed(1) + ' s: reconnecting');
-      onSilent();
-    }
-  }, heartbeatMs() / 4);
-  return {
-    heard() {
-      last = Date.now();
-    },
-    stop() {
-      clearInterval(timer);
-    },
-  };
+// A change of the connection (realtime.js's onState), as the page shows it:
+// the badge, and a log line for what went wrong. True for the first open.
+export function showChange(change) {
+  if (change.state === 'open') return opened();
+  if (change.cause === 'silent') {
+    log('error', 'Heard nothing for ' + (change.silent / 1000).toFixed(1) + ' s: reconnecting');
+  } else if (change.cause === 'lost') {
+    log('error', 'Connection lost: the browser reconnects by itself');
+  } else if (change.cause === 'refused') {
+    log('error', 'The stream was refused: retrying');
+  } else if (change.cause === 'close') {
+    log('close', 'Closed connection');
+  }
+  let detail = '';
+  if (change.delay !== undefined) detail = 'in ' + (change.delay / 1000).toFixed(1) + ' s';
+  else if (change.cause === 'lost') detail = 'the browser retries by itself';
+  setState(change.state, detail);
+  return false;
 }
 
 export function countReceived() {
   received += 1;
 }
 
-// The last broadcast id the page saw: where it resumes from.
-export function lastSeenId() {
-  return lastId;
-}
-
+// A broadcast id the page saw; the last one is where it resumes from.
 export function sawId(id) {
   lastId = id;
   ids.push(id);
@@ -115,6 +107,7 @@ export function log(kind, text, id) {
 }
 
 export function describeMissed(notice) {
+  if (!notice.reason) return 'Messages were missed: ' + notice.raw;
   const why = {
     expired: 'they are older than the messages the server keeps',
     restarted: 'the server restarted since',

@@ -1,17 +1,16 @@
-// The WebSocket demo page: one socket, messages both ways, and reconnection
-// with exponential backoff and jitter that resumes with ?since=<last id>.
+// The WebSocket demo page: one socket, messages both ways. Reconnection
+// (backoff with jitter, resuming with ?since=<last id>) and the heartbeat are
+// realtime.js's; the page shows what happens.
 
+import { connect } from '/realtime.js';
 import {
   byId,
   countReceived,
   describeMissed,
   heartbeatMs,
-  lastSeenId,
   log,
-  opened,
   sawId,
-  setState,
-  watchSilence,
+  showChange,
 } from '/common.js';
 
 const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/';
@@ -29,124 +28,40 @@ const CLOSE_REASONS = {
   1013: 'too slow to keep up: reconnect to resume',
 };
 
-let socket = null;
-let attempts = 0;
-let retryTimer = null;
-// Sockets the page closed itself (Close, Reconnect, leaving): they stay closed.
-const closedOnPurpose = new WeakSet();
-// Sockets given up on because the link went silent: replaced already.
-const abandoned = new WeakSet();
-// The current socket's watch for silence, and its timer of pings.
-let silence = null;
-let pinger = null;
-let pings = 0;
-
-function connect() {
-  clearTimeout(retryTimer);
-  stopWatching();
-  const since = lastSeenId();
-  const target = since ? url + '?since=' + encodeURIComponent(since) : url;
-  setState('connecting');
-  const current = new WebSocket(target);
-  socket = current;
-  // Opening counts too: a connection that hangs is as dead as a silent one.
-  silence = watchSilence(abandon);
-  current.onopen = () => {
-    attempts = 0;
+const connection = connect({
+  url,
+  transport: 'websocket',
+  heartbeat: heartbeatMs(),
+  onState(change) {
+    if (change.cause === 'closed') {
+      const why = change.reason || CLOSE_REASONS[change.code] || 'code ' + change.code;
+      log('close', 'Closed connection (' + change.code + ': ' + why + ')');
+    }
     // Hello on the first open only, as the original page did: after a server
     // restart, every page coming back must not make one broadcast each.
-    if (opened()) send({ message: 'Hello' });
-    // Our own ping, answered to this page alone: the protocol's pings never
-    // reach JavaScript, so this is how the page hears an idle link is alive.
-    pinger = setInterval(() => sendQuietly({ ping: ++pings }), heartbeatMs());
-  };
-  current.onmessage = (event) => {
-    if (socket === current && silence) silence.heard();
-    receive(event.data);
-  };
-  current.onerror = () => log('error', 'Connection error');
-  current.onclose = (event) => {
-    const why = CLOSE_REASONS[event.code] || 'code ' + event.code;
-    log('close', 'Closed connection (' + event.code + ': ' + (event.reason || why) + ')');
-    if (abandoned.has(current)) return;
-    if (closedOnPurpose.has(current)) {
-      if (socket === current) setState('closed');
-    } else {
-      stopWatching();
-      scheduleReconnect();
-    }
-  };
-}
-
-// The link went silent: give up on this socket (even one still opening)
-// and reconnect, resuming after the last id seen.
-function abandon() {
-  stopWatching();
-  abandoned.add(socket);
-  socket.close();
-  scheduleReconnect();
-}
-
-function stopWatching() {
-  if (silence) silence.stop();
-  clearInterval(pinger);
-  silence = null;
-}
-
-function receive(data) {
-  let message;
-  try {
-    message = JSON.parse(data);
-  } catch {
+    if (showChange(change)) send({ message: 'Hello' });
+  },
+  onMessage(message) {
     countReceived();
-    log('received', 'Received: ' + data);
-    return;
-  }
-  // The answer to the page's own ping: a sign of life, nothing to show.
-  if (message.pong !== undefined) return;
-  countReceived();
-  if (message.missed) {
-    log('missed', describeMissed(message));
-  } else if (message.error) {
-    log('error', 'The server says: ' + message.error);
-  } else {
     if (message.id) sawId(message.id);
-    log('received', 'Received: ' + data, message.id);
-  }
-}
-
-function scheduleReconnect() {
-  // 0.5 s, 1 s, 2 s ... up to 10 s, each between half and all of it, so that
-  // many pages do not all come back at the same moment.
-  const ceiling = Math.min(10000, 500 * 2 ** attempts);
-  const delay = ceiling / 2 + Math.random() * (ceiling / 2);
-  attempts += 1;
-  setState('reconnecting', 'in ' + (delay / 1000).toFixed(1) + ' s');
-  retryTimer = setTimeout(connect, delay);
-}
-
-function closeOnPurpose() {
-  clearTimeout(retryTimer);
-  stopWatching();
-  if (socket && socket.readyState <= WebSocket.OPEN) {
-    closedOnPurpose.add(socket);
-    socket.close(1000, 'closed by the page');
-  }
-}
-
-// Sends without a log line: the pings would drown the log.
-function sendQuietly(payload) {
-  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(payload));
-}
+    log('received', 'Received: ' + message.raw, message.id);
+  },
+  onMissed(notice) {
+    countReceived();
+    log('missed', describeMissed(notice));
+  },
+  onError(error) {
+    countReceived();
+    log('error', 'The server says: ' + error);
+  },
+});
 
 function send(payload) {
-  if (!socket || socket.readyState !== WebSocket.OPEN) {
-    log('error', 'Not connected: nothing sent');
-    return;
-  }
   const json = JSON.stringify(payload);
-  socket.send(json);
-  log('sent', 'Sent: ' + json);
+  connection.send(payload).then(
+    () => log('sent', 'Sent: ' + json),
+    () => log('error', 'Not connected: nothing sent'),
+  );
 }
 
 byId('url').textContent = url;
@@ -154,15 +69,6 @@ byId('composer').addEventListener('submit', (event) => {
   event.preventDefault();
   send({ message: byId('text').value });
 });
-byId('close').addEventListener('click', () => {
-  closeOnPurpose();
-  setState('closed');
-});
-byId('reconnect').addEventListener('click', () => {
-  closeOnPurpose();
-  attempts = 0;
-  connect();
-});
-window.addEventListener('beforeunload', closeOnPurpose);
-
-connect();
+byId('close').addEventListener('click', () => connection.close());
+byId('reconnect').addEventListener('click', () => connection.reconnect());
+window.addEventListener('beforeunload', () => connection.close());

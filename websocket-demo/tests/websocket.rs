@@ -95,6 +95,11 @@ async fn the_page_and_its_files_are_served_with_their_types() {
             "textContent",
         ),
         ("/style.css", "text/css; charset=utf-8", "{"),
+        (
+            "/realtime.js",
+            "text/javascript; charset=utf-8",
+            "export function connect",
+        ),
     ] {
         let response = http(server.addr, &request("GET", path, &[], "")).await;
         assert_eq!(response.status, 200, "{path}");

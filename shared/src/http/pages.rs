@@ -3,7 +3,9 @@
 //! Both pages share one layout, style sheet and script (state, counters, log,
 //! and the `window.demo` API the browser tests call); each demo brings its
 //! title, its explanation (`static/intro.html`) and its client script. The
-//! scripts are ES modules: `client.js` imports what it uses from `/common.js`.
+//! scripts are ES modules: `client.js` imports what it uses from `/common.js`
+//! and the connection from `/realtime.js`, the client module any page of an
+//! app built on these servers can import (see README, "Client module").
 
 use std::time::Duration;
 
@@ -27,6 +29,9 @@ pub struct Page {
 const LAYOUT: &str = include_str!("../../static/index.html");
 const STYLE: &str = include_str!("../../static/style.css");
 const COMMON_SCRIPT: &str = include_str!("../../static/common.js");
+/// The browser client: connect, topics, resume, backoff, heartbeat, tokens.
+const CLIENT_MODULE: &str = include_str!("../../static/realtime.js");
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
 
 impl Page {
     /// The page's HTML: the shared layout with this demo's title and intro,
@@ -39,42 +44,57 @@ impl Page {
     }
 }
 
-/// `GET /`, `GET /client.js`, `GET /common.js` and `GET /style.css`.
+/// A file's response: its bytes, its type, and `no-cache` (the browser
+/// revalidates, so a new build's files are picked up at once).
+fn file(content: Bytes, content_type: &'static str) -> impl Fn() -> Response + Clone {
+    move || {
+        let mut response = Response::new(content.clone().into());
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        response
+    }
+}
+
+/// `GET /`, `GET /client.js`, `GET /common.js`, `GET /style.css` and the
+/// client module, [`client_module`].
 pub fn routes(
     page: Page,
     heartbeat: Duration,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let html = Bytes::from(page.html(heartbeat));
-    let file = |content: Bytes, content_type: &'static str| {
-        move || {
-            let mut response = Response::new(content.clone().into());
-            let headers = response.headers_mut();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            response
-        }
-    };
-    let javascript = "text/javascript; charset=utf-8";
     let index = warp::path::end().map(file(html, "text/html; charset=utf-8"));
     let script =
-        warp::path!("client.js").map(file(Bytes::from_static(page.script.as_bytes()), javascript));
+        warp::path!("client.js").map(file(Bytes::from_static(page.script.as_bytes()), JAVASCRIPT));
     let common = warp::path!("common.js").map(file(
         Bytes::from_static(COMMON_SCRIPT.as_bytes()),
-        javascript,
+        JAVASCRIPT,
     ));
     let style = warp::path!("style.css").map(file(
         Bytes::from_static(STYLE.as_bytes()),
         "text/css; charset=utf-8",
     ));
-    warp::get().and(
-        index
-            .or(script)
-            .unify()
-            .or(common)
-            .unify()
-            .or(style)
-            .unify(),
-    )
+    warp::get()
+        .and(
+            index
+                .or(script)
+                .unify()
+                .or(common)
+                .unify()
+                .or(style)
+                .unify(),
+        )
+        .or(client_module())
+        .unify()
+}
+
+/// `GET /realtime.js`: the browser client module (`shared/static/realtime.js`),
+/// at this one path on every server, for pages that are not the demos' too.
+pub fn client_module() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::get().and(warp::path!("realtime.js")).map(file(
+        Bytes::from_static(CLIENT_MODULE.as_bytes()),
+        JAVASCRIPT,
+    ))
 }
 
 #[cfg(test)]
