@@ -53,7 +53,7 @@ where
         Parsed::Run(config) => *config,
         other => panic!("bad test options {options:?}: {other:?}"),
     };
-    Server::start(config, frame, routes)
+    Server::start(config, defaults, frame, routes)
         .await
         .expect("the test server starts")
 }
