@@ -20,6 +20,7 @@ mod event_stream;
 pub mod hostile;
 pub mod proxy;
 pub mod redis;
+pub mod requests;
 pub mod resume;
 pub mod tls;
 
@@ -126,7 +127,7 @@ pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -
     text.into_bytes()
 }
 
-fn is_complete(raw: &[u8]) -> bool {
+pub(crate) fn is_complete(raw: &[u8]) -> bool {
     let text = String::from_utf8_lossy(raw);
     let Some((head, body)) = text.split_once("\r\n\r\n") else {
         return false;
@@ -143,7 +144,7 @@ fn is_complete(raw: &[u8]) -> bool {
     }
 }
 
-fn parse_response(raw: &[u8]) -> Response {
+pub(crate) fn parse_response(raw: &[u8]) -> Response {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
@@ -171,7 +172,7 @@ fn parse_response(raw: &[u8]) -> Response {
     }
 }
 
-fn dechunk(mut body: &str) -> String {
+pub(crate) fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
         let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
@@ -207,18 +208,40 @@ impl Tally {
         reason: Option<Reason>,
         case: &str,
     ) {
+        if let Err(wrong) = self.counted(rejections, reason).await {
+            panic!("{case}: {wrong}");
+        }
+    }
+
+    /// As [`Tally::assert_counted`], but what is wrong is told, not a panic.
+    pub async fn counted(
+        &self,
+        rejections: &Rejections,
+        reason: Option<Reason>,
+    ) -> Result<(), String> {
         let mut expected = self.clone();
         if let Some(reason) = reason {
-            let what = format!("{case} is counted");
-            eventually(&what, || Tally::of(rejections) != *self).await;
+            let deadline = tokio::time::Instant::now() + PATIENCE;
+            while Tally::of(rejections) == *self && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             let (_, count) = expected.0.iter_mut().find(|(r, _)| *r == reason).unwrap();
             *count += 1;
         }
-        assert_eq!(
-            Tally::of(rejections),
-            expected,
-            "{case}: counted under {reason:?}"
-        );
+        let now = Tally::of(rejections);
+        if now == expected {
+            return Ok(());
+        }
+        let changed: Vec<String> = now
+            .0
+            .iter()
+            .zip(&self.0)
+            .filter(|((_, after), (_, before))| after != before)
+            .map(|((reason, after), (_, before))| format!("{} +{}", reason.label(), after - before))
+            .collect();
+        Err(format!(
+            "expected counted under {reason:?}, got {changed:?}"
+        ))
     }
 }
 
