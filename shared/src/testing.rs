@@ -144,7 +144,8 @@ pub(crate) fn is_complete(raw: &[u8]) -> bool {
     }
 }
 
-pub(crate) fn parse_response(raw: &[u8]) -> Response {
+/// A raw HTTP response (a head alone, or with its body, chunked or not).
+pub fn parse_response(raw: &[u8]) -> Response {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
@@ -172,7 +173,8 @@ pub(crate) fn parse_response(raw: &[u8]) -> Response {
     }
 }
 
-pub(crate) fn dechunk(mut body: &str) -> String {
+/// The data of a chunked body, as far as it has come.
+pub fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
         let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);

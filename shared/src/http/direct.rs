@@ -93,7 +93,11 @@ pub async fn serve(
     }
     loop {
         let frame = tokio::select! {
+            // In this order: what is ready to write (the opening, at least)
+            // goes out before anything the client sent ends the stream.
+            biased;
             frame = body.frame() => frame,
+            () = close.cancelled() => return,
             sent = client_sends(&stream) => {
                 if !sent {
                     log::debug!("{peer}: the client closed its stream");
@@ -104,7 +108,6 @@ pub async fn serve(
                 rejections.record(Reason::MalformedHttp, peer, why);
                 return Box::pin(end(stream, chunked, &close)).await;
             }
-            () = close.cancelled() => return,
         };
         // What else is ready goes out with it: one chunk, one write.
         let mut batch = Vec::new();
