@@ -121,6 +121,15 @@ fn stream_rows() -> Vec<Row> {
             "GET /sse HTTP/1.1\nHost: localhost\n\n",
             Events,
         ),
+        Row::new(
+            "a blank line 50 ms after the head",
+            Events,
+            vec![
+                send(&format!("{GET}\r\n")),
+                Step::Pause(Duration::from_millis(50)),
+                send("\r\n"),
+            ],
+        ),
         Row::sends(
             "blank lines before the request line",
             &format!("\r\n\r\n{GET}\r\n"),

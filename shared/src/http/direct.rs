@@ -167,7 +167,8 @@ const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 const LINGER: Duration = Duration::from_secs(1);
 
 /// Resolves once the client has sent something (true: a stream takes no
-/// further request) or closed its side (false).
+/// further request) or closed its side (false). Blank lines are no request
+/// (RFC 9112 §2.2: some clients end a request with one more).
 async fn client_sends(stream: &TcpStream) -> bool {
     let mut byte = [0; 1];
     loop {
@@ -176,6 +177,7 @@ async fn client_sends(stream: &TcpStream) -> bool {
         }
         match stream.try_read(&mut byte) {
             Ok(0) => return false,
+            Ok(_) if matches!(byte[0], b'\r' | b'\n') => continue,
             Ok(_) => return true,
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(_) => return false,
