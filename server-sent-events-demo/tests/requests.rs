@@ -17,6 +17,14 @@ const INTERVAL: Duration = Duration::from_millis(300);
 /// The head of a plain `GET /sse`, without its blank line.
 const GET: &str = "GET /sse HTTP/1.1\r\nHost: localhost\r\n";
 
+/// The server over TLS with `certificate`, ticking every [`INTERVAL`].
+async fn start_tls(certificate: &Certificate) -> shared::Server {
+    let options = certificate.options();
+    let mut all = vec!["--interval", "300ms"];
+    all.extend(options.iter().map(String::as_str));
+    start(&all).await
+}
+
 fn malformed(status: u16) -> Expect {
     Expect::Refused(status, Some(Reason::MalformedHttp))
 }
@@ -173,10 +181,7 @@ async fn every_request_shape_gets_its_status_and_every_200_its_events_over_tcp()
 #[tokio::test]
 async fn every_request_shape_gets_its_status_and_every_200_its_events_over_tls() {
     let certificate = Certificate::localhost();
-    let options = certificate.options();
-    let mut all = vec!["--interval", "300ms"];
-    all.extend(options.iter().map(String::as_str));
-    let server = start(&all).await;
+    let server = start_tls(&certificate).await;
     let mut rows = stream_rows();
     // hyper writes streams over TLS: the request behind waits, unanswered,
     // and the stream goes on.
@@ -238,10 +243,7 @@ async fn every_route_wants_one_host_and_a_method_it_knows_over_tcp_and_tls() {
     let server = start(&["--interval", "300ms"]).await;
     check(&server, Over::Tcp, INTERVAL, &every_route_rows()).await;
     let certificate = Certificate::localhost();
-    let options = certificate.options();
-    let mut all = vec!["--interval", "300ms"];
-    all.extend(options.iter().map(String::as_str));
-    let server = start(&all).await;
+    let server = start_tls(&certificate).await;
     check(
         &server,
         Over::Tls(&certificate),
