@@ -3,7 +3,12 @@
 //! Every refusal has its own status and a JSON body saying what was wrong:
 //! 403 origin, 405 method, 415 content type, 413 size, 400 not the expected
 //! JSON, 408 a body slower than `--request-timeout`, 429 over the rate limit
-//! (with `Retry-After`), 503 when the broadcast cannot be published.
+//! (with `Retry-After`), 503 when the broadcast cannot be published, 504 when
+//! Redis took it but did not confirm it in time.
+//!
+//! Only the body's arrival is timed against the client. The wait for Redis
+//! after it is the server's: bounded by the backplane's answer timeout and
+//! answered 504 ("it may have gone out"), never counted as a slow request.
 
 use bytes::{Buf, BytesMut};
 use futures_util::{Stream, StreamExt};

@@ -115,9 +115,7 @@ async fn no_hostile_client_pins_more_than_its_share() {
             )
         },
     ];
-    for row in &rows {
-        hostile::check(BINARY, ARGS, row).await;
-    }
+    hostile::check_table(BINARY, ARGS, &rows).await;
 }
 
 #[tokio::test]

@@ -8,10 +8,12 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
 use shared::testing::resume::Readers;
-use shared::testing::{self, EventStream, PATIENCE, eventually, http, request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use shared::testing::{self, EventStream, PATIENCE, eventually, http, request, stalled};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_server-sent-events-demo");
 
 async fn post(addr: SocketAddr, content_type: &str, body: &str) -> testing::Response {
     http(
@@ -261,68 +263,24 @@ async fn streams_are_told_different_retry_times() {
 
 #[tokio::test]
 async fn stalled_streams_are_cut_off_and_cannot_hold_up_the_others() {
-    const STALLED: usize = 50;
-    const HEALTHY: usize = 5;
-    const BURST: u64 = 5000;
-    let server = start(&["--interval", "60m"]).await;
-    let mut stalled = Vec::new();
-    for _ in 0..STALLED {
-        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let stall = async |addr| {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let get = request("GET", "/sse", &[], "");
+        stream.write_all(&get).await.unwrap();
         stream
-            .write_all(&request("GET", "/sse", &[], ""))
-            .await
-            .unwrap();
-        stalled.push(stream);
-    }
-    let mut readers = Vec::new();
-    for _ in 0..HEALTHY {
-        let mut stream = EventStream::open(server.addr, "/sse", &[]).await;
-        readers.push(tokio::spawn(async move {
-            let mut count = 0;
-            while count < BURST {
-                count += 1;
-                assert_eq!(stream.next_event().await.seq(), count);
-            }
-            count
-        }));
-    }
-    eventually("everyone joined", || {
-        server.hub.client_count() == STALLED + HEALTHY
-    })
-    .await;
-    let before = testing::resident_bytes();
-    let kib = "x".repeat(1024);
-    testing::publish_burst(&server.hub, BURST, &kib).await;
-    for reader in readers {
-        assert_eq!(timeout(PATIENCE * 3, reader).await.unwrap().unwrap(), BURST);
-    }
-    eventually("every stalled stream was cut off", || {
-        server.hub.stats.slow_disconnects.load(Ordering::Relaxed) == STALLED as u64
-    })
-    .await;
-    let growth = testing::resident_bytes().saturating_sub(before);
-    println!(
-        "{STALLED} stalled streams, {BURST} broadcasts of 1 KiB: resident memory grew {} KiB",
-        growth / 1024
-    );
-    assert!(growth < 32 * 1024 * 1024, "memory grew by {growth} bytes");
-    // Cut at the socket: each stalled client sees its connection end.
-    for mut stream in stalled {
-        let mut sink = Vec::new();
-        let ended = timeout(PATIENCE, stream.read_to_end(&mut sink)).await;
-        assert!(
-            ended.is_ok(),
-            "a stalled stream should be closed by the server"
-        );
-    }
+    };
+    let first = async |addr| {
+        let hey = json!({ "message": "Hey there" }).to_string();
+        assert_eq!(post(addr, "application/json", &hey).await.status, 200);
+    };
+    stalled::check::<EventStream>(BINARY, stall, first).await;
 }
 
 #[tokio::test]
 async fn a_port_in_use_is_one_clear_line_and_status_1() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let binary = env!("CARGO_BIN_EXE_server-sent-events-demo");
-    let command = tokio::process::Command::new(binary)
+    let command = tokio::process::Command::new(BINARY)
         .args(["--port", &port])
         .output();
     let output = timeout(PATIENCE, command).await.unwrap().unwrap();
@@ -337,7 +295,7 @@ async fn a_port_in_use_is_one_clear_line_and_status_1() {
 
 #[tokio::test]
 async fn sigterm_ends_every_stream_and_exits() {
-    let (server, addr) = testing::spawn_binary(env!("CARGO_BIN_EXE_server-sent-events-demo")).await;
+    let (server, addr) = testing::spawn_binary(BINARY).await;
     let mut streams = Vec::new();
     for _ in 0..3 {
         streams.push(EventStream::open(addr, "/sse", &[]).await);

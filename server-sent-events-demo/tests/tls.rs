@@ -2,8 +2,8 @@
 
 mod common;
 
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use common::start;
@@ -171,14 +171,18 @@ async fn a_stalled_http2_stream_is_reset_alone_and_the_others_go_on() {
     let mut sender = http2(&certificate, server.addr).await;
     let (mut stalled, _) = Stream::open(&mut sender, &[]).await;
     let mut readers = Vec::new();
+    let mut progress = Vec::new();
     for _ in 0..9 {
         let (mut stream, _) = Stream::open(&mut sender, &[]).await;
+        let read = Arc::new(AtomicU64::new(0));
+        progress.push(read.clone());
         readers.push(tokio::spawn(async move {
             let mut broadcasts = 0;
             while broadcasts < 100 {
                 let event = stream.next_event().await.expect("the stream goes on");
                 if event.id.is_some() {
                     broadcasts += 1;
+                    read.store(broadcasts, Ordering::Relaxed);
                 }
             }
             broadcasts
@@ -186,11 +190,17 @@ async fn a_stalled_http2_stream_is_reset_alone_and_the_others_go_on() {
     }
     eventually("ten clients", || server.hub.client_count() == 10).await;
     // 100 broadcasts of 4 KiB: far past the stalled stream's 64 KiB window.
+    // Each once the others have read the one before, so that only the
+    // stalled stream falls behind.
     let four_kib = "x".repeat(4096);
-    for _ in 0..100 {
+    for sent in 1..=100 {
         server.hub.publish(&four_kib);
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        eventually("the other streams read it", || {
+            progress
+                .iter()
+                .all(|read| read.load(Ordering::Relaxed) >= sent)
+        })
+        .await;
     }
     for reader in readers {
         assert_eq!(timeout(PATIENCE, reader).await.unwrap().unwrap(), 100);

@@ -2,12 +2,13 @@
 //! server in-process on port 0, speak raw HTTP, read an event stream, count
 //! rejections, wait for conditions. WebSocket helpers live with the
 //! WebSocket demo's tests, so the SSE tests build without a WebSocket crate.
+//! What the tasks (xtask) use too, a Redis and an nginx of the test's own, a
+//! certificate, raw HTTP, comes from the `harness` crate, re-exported here.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 use warp::{Filter, Rejection, Reply};
 
 use crate::app::Server;
@@ -22,7 +23,13 @@ pub mod proxy;
 pub mod redis;
 pub mod requests;
 pub mod resume;
-pub mod tls;
+pub mod stalled;
+
+/// A self-signed certificate for `localhost` and `127.0.0.1`, and TLS
+/// clients that trust it: for tests of `https://`, `wss://` and HTTP/2.
+pub mod tls {
+    pub use harness::tls::Certificate;
+}
 
 pub use event_stream::{Block, EventStream};
 
@@ -71,120 +78,33 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-/// A parsed HTTP response.
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    /// Header lines, names lower-cased.
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
+/// Polls `condition`, which may ask a server, until it holds; panics naming
+/// `what` after [`PATIENCE`].
+pub async fn until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+pub use harness::http::{Response, dechunk, is_complete, request};
 
 /// Sends `request` (raw bytes) and reads one whole answer: up to its
 /// Content-Length, the end of its chunks, or the end of the connection.
 pub async fn http(addr: SocketAddr, request: &[u8]) -> Response {
-    let io = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        // The server may answer (and close) before it reads all of a bad request.
-        let _ = stream.write_all(request).await;
-        let mut raw = Vec::new();
-        let mut buffer = [0; 16 * 1024];
-        while !is_complete(&raw) {
-            match stream.read(&mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(read) => raw.extend_from_slice(&buffer[..read]),
-            }
-        }
-        Ok::<_, std::io::Error>(raw)
-    };
-    let raw = tokio::time::timeout(PATIENCE, io)
+    tokio::time::timeout(PATIENCE, harness::http::send(addr, request))
         .await
         .expect("the server answers in time")
-        .expect("the exchange works");
-    parse_response(&raw)
+        .unwrap_or_else(|why| panic!("the exchange with {addr} fails: {why}"))
 }
 
-/// A `Connection: close` request for `path` with `method`, headers and body.
-pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
-    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        text.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if !body.is_empty() || method == "POST" {
-        text.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    text.push_str("\r\n");
-    text.push_str(body);
-    text.into_bytes()
-}
-
-pub(crate) fn is_complete(raw: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(raw);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return false;
-    };
-    let head = head.to_ascii_lowercase();
-    let length = head
-        .lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .and_then(|value| value.trim().parse::<usize>().ok());
-    match length {
-        Some(length) => body.len() >= length,
-        None if head.contains("transfer-encoding: chunked") => body.ends_with("0\r\n\r\n"),
-        None => false,
-    }
-}
-
-/// A raw HTTP response (a head alone, or with its body, chunked or not).
+/// A raw answer, or a head alone (a test failure if it is not HTTP).
 pub fn parse_response(raw: &[u8]) -> Response {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    let chunked = headers
-        .iter()
-        .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Response {
-        status,
-        headers,
-        body,
-    }
-}
-
-/// The data of a chunked body, as far as it has come.
-pub fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
+    harness::http::parse(raw).unwrap_or_else(|why| panic!("{why}"))
 }
 
 /// Every reason's rejection count, to compare before and after one input.
@@ -247,18 +167,6 @@ impl Tally {
     }
 }
 
-/// This process's resident memory, in bytes (Linux; 0 elsewhere).
-pub fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
-            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib * 1024)
-        })
-        .unwrap_or(0)
-}
-
 /// Publishes `count` broadcasts of `message`, yielding now and then as a busy
 /// server would, so readers on the same runtime get to run.
 pub async fn publish_burst(hub: &Hub, count: u64, message: &str) {
@@ -281,54 +189,47 @@ pub fn seq_of(text: &str) -> u64 {
     id_of(text).seq
 }
 
-/// Reproducible randomness without a dependency (xorshift64); the seed is
-/// printed so a failing run can be repeated.
+/// Reproducible randomness: the seed is printed, so that a failing run can
+/// be repeated with [`Random::with_seed`].
 #[derive(Debug, Clone)]
-pub struct Random(u64);
+pub struct Random {
+    seed: u64,
+    generator: fastrand::Rng,
+}
 
 impl Random {
+    /// A new seed, printed.
     pub fn from_clock() -> Random {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |since| since.as_nanos() as u64);
-        println!("random seed {nanos}");
-        Random(nanos | 1)
+        let seed = fastrand::u64(..);
+        println!("random seed {seed}");
+        Random::with_seed(seed)
+    }
+
+    pub fn with_seed(seed: u64) -> Random {
+        Random {
+            seed,
+            generator: fastrand::Rng::with_seed(seed),
+        }
     }
 
     /// An independent stream for the `index`th user of this one.
     pub fn fork(&self, index: u64) -> Random {
-        Random(
-            self.0
-                .wrapping_add(index.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-                | 1,
-        )
+        Random::with_seed(self.seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15))
     }
 
+    /// A number in `0..bound`.
     pub fn below(&mut self, bound: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % bound
+        self.generator.u64(..bound)
     }
 }
 
 /// Reads an HTTP response head off `reader`, leaving the body to read: a
 /// [`Response`] with an empty body.
 pub async fn read_head<R: AsyncBufRead + Unpin>(reader: &mut R) -> Response {
-    let mut head = String::new();
-    let read = async {
-        while !head.ends_with("\r\n\r\n") {
-            if reader.read_line(&mut head).await? == 0 {
-                break;
-            }
-        }
-        Ok::<_, std::io::Error>(())
-    };
-    tokio::time::timeout(PATIENCE, read)
+    tokio::time::timeout(PATIENCE, harness::http::read_head(reader))
         .await
         .expect("the head arrives in time")
-        .expect("the head reads");
-    parse_response(head.as_bytes())
+        .unwrap_or_else(|why| panic!("the head reads: {why}"))
 }
 
 /// Starts a server binary on 127.0.0.1, port 0, and waits for its address.

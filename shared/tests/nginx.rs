@@ -10,7 +10,11 @@ fn nginx_accepts_the_deployment_configuration() {
     let folder = std::env::temp_dir().join(format!("demo-nginx-t-{}", std::process::id()));
     std::fs::create_dir_all(folder.join("tmp")).unwrap();
     let instances = ["127.0.0.1:8081".parse().unwrap()];
-    for (name, text) in proxy::includes(&instances, &instances, (9081, 9080)) {
+    let listen = [
+        "127.0.0.1:9081".parse().unwrap(),
+        "127.0.0.1:9080".parse().unwrap(),
+    ];
+    for (name, text) in proxy::includes(listen, &instances, &instances) {
         std::fs::write(folder.join(name), text).unwrap();
     }
     let _ = std::fs::remove_file(folder.join("nginx.conf"));
@@ -28,8 +32,10 @@ fn nginx_accepts_the_deployment_configuration() {
     assert!(said.contains("test is successful"), "{said}");
 }
 
-#[test]
-fn nginx_starts_on_free_ports_and_stops() {
-    let nginx = Nginx::start(&[], &[]);
+#[tokio::test]
+async fn nginx_starts_on_free_ports_and_stops() {
+    let mut nginx = Nginx::start(&[], &[]).await;
     assert_ne!(nginx.websocket, nginx.sse);
+    nginx.stop().await;
+    assert!(std::net::TcpStream::connect(nginx.websocket).is_err());
 }

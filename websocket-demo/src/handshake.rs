@@ -6,16 +6,11 @@ use serde::Deserialize;
 use shared::http::{self, Conn, Context, Refusal, check_origin, check_since};
 use shared::policy::Reason;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use crate::session;
-
-/// tungstenite's read buffer: enough for the messages clients send (it
-/// grows for a larger one, read in pieces this size).
-const READ_BUFFER: usize = 256;
 
 #[derive(Deserialize)]
 struct Resume {
@@ -118,22 +113,7 @@ fn accept(
     let since = resume.since.as_deref();
     let subscription = context.hub.subscribe(since, evicted.clone())?;
 
-    // tungstenite only reads (the session writes, see outgoing.rs). Its
-    // default 128 KiB read buffer would be most of a connection's memory;
-    // client messages are small, and the buffer grows when one is not.
-    let socket_config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
-        .max_message_size(Some(context.config.max_message))
-        .max_frame_size(Some(context.config.max_message));
-    let session = session::run(
-        upgrade,
-        socket_config,
-        subscription,
-        evicted,
-        context.clone(),
-        conn,
-    );
+    let session = session::run(upgrade, subscription, evicted, context.clone(), conn);
     context.tasks.spawn(session);
 
     let mut response = Response::new("".into());

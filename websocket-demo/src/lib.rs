@@ -3,10 +3,10 @@
 //! Each client gets "Gotcha" when it connects, "Hello hello!" every interval,
 //! and "Something changed" whenever any client sends a message.
 
+mod frames;
 mod handshake;
-mod outgoing;
 mod session;
-mod watch;
+mod wire;
 
 use bytes::Bytes;
 use shared::config::Defaults;
@@ -36,7 +36,7 @@ const PAGE: Page = Page {
 /// A broadcast as this server sends it: the whole WebSocket text frame,
 /// header and `{"id":"...","message":"..."}`, written as is to every client.
 pub fn frame(id: EventId, message: &str) -> Bytes {
-    outgoing::frame(outgoing::TEXT, broadcast_json(id, message).as_bytes())
+    frames::frame(frames::TEXT, broadcast_json(id, message).as_bytes())
 }
 
 /// Every route of the server.

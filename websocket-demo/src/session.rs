@@ -1,45 +1,43 @@
 //! One WebSocket client, from "Gotcha" to the close frame.
 //!
-//! The session runs a writer, a reader and a watchdog side by side. The
-//! writer sends the hub's broadcasts (framed once for everyone), the answers
-//! to this client and pings, many frames a write; the reader handles what the
-//! client sends; the watchdog drops a client that stopped answering pings or
-//! takes too long over a message. None can hold the others up, and a write
-//! that blocks on a client that stopped reading is abandoned as soon as the
-//! hub evicts it.
+//! A session is one future that does everything for its client by turns,
+//! through the one [`Wire`] that reads and writes its socket:
+//!
+//! - it writes the hub's broadcasts (framed once for everyone), the answers
+//!   to this client and pings, many frames a write;
+//! - it reads what the client sends and publishes each message, one at a
+//!   time, reading nothing more while one is being published: a client that
+//!   sends faster than the server can publish is slowed down (TCP pushes
+//!   back), and every message it sent is broadcast or answered with an error;
+//! - it drops a client that stopped answering pings, or takes too long over
+//!   one message, by the client's clocks ([`crate::wire::Clock`]): time the
+//!   server spent publishing is not the client's.
+//!
+//! None of these holds up the others, and a write that blocks on a client
+//! that stopped reading is abandoned as soon as the hub evicts it.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
-use shared::core::Subscription;
+use shared::core::{EventId, Subscription};
 use shared::http::{Conn, Context};
 use shared::policy::{Reason, Refused, TokenBucket};
 use shared::wire::{error_json, missed_json};
-use tokio::io::{ReadHalf, WriteHalf};
-use tokio::sync::Notify;
-use tokio::time::{Instant, interval, interval_at, timeout};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error, Message};
+use tokio::time::{Instant, Interval, MissedTickBehavior, interval, timeout};
 use tokio_util::sync::CancellationToken;
 
-use crate::outgoing::{self, Inbound, Outgoing, PONG, SERVER_PING, TEXT};
-use crate::watch::{Activity, Watched};
+use crate::frames::{self, POLICY, PONG, Received, SERVER_PING, TEXT};
+use crate::wire::{Read, Wire};
 
 type Io = TokioIo<Upgraded>;
-/// What the client sends, read by tungstenite.
-pub(crate) type Incoming = WebSocketStream<Watched<Inbound<ReadHalf<Io>>>>;
-/// Where the server writes, by itself.
-pub(crate) type Writer = WriteHalf<Io>;
 
 /// Close code for a client evicted for not keeping up ("try again later").
 pub const CLOSE_SLOW: u16 = 1013;
@@ -52,8 +50,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 const PING_RATE: f64 = 2.0;
 const PING_BURST: u32 = 20;
 
-/// Frames for this client alone (answers, errors, pongs) that may wait at
-/// once; a client that floods without reading loses some.
+/// Frames for this client alone (answers, errors, pongs) that may wait for
+/// the writer; past them, nothing more is read until it takes some, so no
+/// answer is ever dropped.
 const REPLIES: usize = 16;
 
 /// Why a session ended.
@@ -72,16 +71,18 @@ enum End {
     /// Broadcasts were lost upstream (the backplane's stream began again):
     /// the client must reconnect and resume to be told.
     Resync,
-    /// The client broke the protocol or a limit.
-    Refused(CloseCode, String),
+    /// The client broke the protocol or a limit: the close code, and why.
+    Refused(u16, String),
 }
+
+/// A client's message on its way to every client.
+type Publishing<'a> = Pin<Box<dyn Future<Output = Result<EventId, Refused>> + Send + 'a>>;
 
 /// Runs one client from the upgrade to the close: `subscription` holds its
 /// place in the hub from before the 101 answer.
 pub(crate) async fn run(
     upgrade: OnUpgrade,
-    config: WebSocketConfig,
-    mut subscription: Subscription,
+    subscription: Subscription,
     evicted: CancellationToken,
     context: Context,
     // Held to the end: the connection's place among the server's is freed
@@ -92,142 +93,286 @@ pub(crate) async fn run(
         Ok(upgraded) => upgraded,
         Err(error) => return log::debug!("{}: upgrade failed: {error}", conn.peer),
     };
-    let activity = Activity::new();
-    let (reading, mut writer) = tokio::io::split(TokioIo::new(upgraded));
-    let reading = Watched::new(Inbound::new(reading), activity.clone());
-    let mut incoming: Incoming =
-        WebSocketStream::from_raw_socket(reading, Role::Server, Some(config)).await;
     let peer = conn.peer;
     log::info!(
         "Opened connection 🎉 ({peer}; {} connected)",
         context.hub.client_count()
     );
-    let replies = Replies::default();
-    let reader = Reader {
-        context: &context,
-        peer,
-        replies: &replies,
-        bucket: context.inbox.bucket(),
-        pings: TokenBucket::new(PING_RATE, PING_BURST),
-        strikes: 0,
-    };
-    let mut outgoing = Outgoing::default();
-    outgoing.push(Bytes::from_static(GOTCHA_FRAME));
-    if let Some(missed) = &subscription.missed {
-        outgoing.push(outgoing::frame(TEXT, missed_json(missed).as_bytes()));
-    }
+    let mut session = Session::new(&context, peer, TokioIo::new(upgraded), subscription);
     let end = tokio::select! {
         biased;
         () = context.shutdown.cancelled() => End::Shutdown,
         () = evicted.cancelled() => End::Slow,
-        end = watchdog(&activity, &context, peer) => end,
-        end = write(&mut writer, &mut outgoing, &mut subscription, &replies, &context) => end,
-        end = reader.run(&mut incoming, &activity) => end,
+        end = std::future::poll_fn(|cx| session.poll(cx)) => end,
     };
-    drop(subscription);
-
-    let (code, why): (u16, &str) = match &end {
-        End::ClosedByClient(code) => (code.unwrap_or(1000), ""),
-        End::Gone | End::Unresponsive => (0, ""),
-        End::Shutdown => (1001, "server shutting down"),
-        End::Slow => (CLOSE_SLOW, "too slow: reconnect to resume"),
-        End::Resync => (1012, "broadcasts were lost upstream: reconnect to resume"),
-        End::Refused(code, why) => {
-            // The errors the client was sent last explain the close: send them first.
-            while let Some(reply) = replies.take() {
-                outgoing.push(reply);
-            }
-            (u16::from(*code), why.as_str())
-        }
-    };
-    if code != 0 {
-        close(&mut writer, &mut outgoing, &mut incoming, code, why).await;
-    }
-    match end {
-        End::ClosedByClient(_) | End::Gone | End::Shutdown => {
-            log::info!("Closed connection 😱 ({peer})");
-        }
-        other => log::info!("Closed connection 😱 ({peer}): {other:?}"),
-    }
+    // Boxed: the close handshake's state (a timer, the session moved in)
+    // is held only while it runs, not by every idle session.
+    Box::pin(session.close(end)).await;
     drop(conn);
 }
 
 /// The greeting, framed once.
 const GOTCHA_FRAME: &[u8] = b"\x81\x14{\"message\":\"Gotcha\"}";
 
-/// Finishes what was on its way, sends a close frame, then waits briefly
-/// for the client's answer.
-async fn close(
-    writer: &mut Writer,
-    outgoing: &mut Outgoing,
-    incoming: &mut Incoming,
-    code: u16,
-    why: &str,
-) {
-    outgoing.push(outgoing::close(code, why));
-    let handshake = async {
-        outgoing.flush(writer).await?;
-        while incoming.next().await.is_some() {}
-        Ok::<_, std::io::Error>(())
-    };
-    let _ = timeout(CLOSE_GRACE, handshake).await;
+struct Session<'a> {
+    context: &'a Context,
+    peer: SocketAddr,
+    wire: Wire<Io>,
+    subscription: Subscription,
+    /// Frames for this client alone, oldest first, before the writer takes them.
+    replies: VecDeque<Bytes>,
+    /// The client's message being published, if one is.
+    publishing: Option<Publishing<'a>>,
+    /// Checks the client's clocks, and says when to ping.
+    checks: Interval,
+    next_ping: Instant,
+    ping_due: bool,
+    /// This connection's share of the message rate limit.
+    bucket: TokenBucket,
+    /// How often it may ping.
+    pings: TokenBucket,
+    /// Messages refused by the rate limit since the last one let through.
+    strikes: u32,
 }
 
-/// Ends the session when the client answered no ping for two heartbeats, or
-/// has taken longer than the request timeout over one message.
-async fn watchdog(activity: &Activity, context: &Context, peer: SocketAddr) -> End {
-    let config = &context.config;
-    let heartbeat = config.heartbeat;
-    let limit = config.request_timeout;
-    let mut checks = interval(heartbeat.min(limit) / 2);
-    loop {
-        checks.tick().await;
-        if activity.silent_for() > 2 * heartbeat {
-            return End::Unresponsive;
+impl<'a> Session<'a> {
+    fn new(context: &'a Context, peer: SocketAddr, io: Io, subscription: Subscription) -> Self {
+        let config = &context.config;
+        let mut wire = Wire::new(io, config.max_message);
+        wire.send(Bytes::from_static(GOTCHA_FRAME));
+        if let Some(missed) = &subscription.missed {
+            wire.send(frames::frame(TEXT, missed_json(missed).as_bytes()));
         }
-        if activity.message_for().is_some_and(|taken| taken > limit) {
-            let why = format!("a message took longer than {limit:?} to arrive");
-            context.rejections.record(Reason::SlowRequest, peer, &why);
-            return End::Refused(CloseCode::Policy, why);
+        let mut checks = interval(config.heartbeat.min(config.request_timeout) / 2);
+        checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Session {
+            context,
+            peer,
+            wire,
+            subscription,
+            replies: VecDeque::new(),
+            publishing: None,
+            checks,
+            next_ping: Instant::now() + config.heartbeat,
+            ping_due: false,
+            bucket: context.inbox.bucket(),
+            pings: TokenBucket::new(PING_RATE, PING_BURST),
+            strikes: 0,
         }
     }
-}
 
-/// Writes what is waiting, then waits for more: broadcasts, answers, pings.
-async fn write(
-    writer: &mut Writer,
-    outgoing: &mut Outgoing,
-    subscription: &mut Subscription,
-    replies: &Replies,
-    context: &Context,
-) -> End {
-    let every = context.config.heartbeat;
-    let mut pings = interval_at(Instant::now() + every, every);
-    loop {
-        if outgoing.flush(writer).await.is_err() {
-            return End::Gone;
-        }
-        let next = tokio::select! {
-            biased;
-            Some(reply) = replies.next() => reply,
-            event = subscription.next() => match event {
-                Some(event) => event.frame.clone(),
-                // The hub let go of this client: shutdown and eviction are
-                // reported by the session's other branches, first.
-                None => return End::Resync,
-            },
-            _ = pings.tick() => SERVER_PING,
-        };
-        outgoing.push(next);
-        // Whatever else is already waiting goes out with it, in one write.
-        while !outgoing.is_full() {
-            match replies
-                .take()
-                .or_else(|| subscription.try_next().map(|event| event.frame.clone()))
-            {
-                Some(frame) => outgoing.push(frame),
-                None => break,
+    /// Does whatever can be done now: the end of the session once it comes.
+    fn poll(&mut self, cx: &mut TaskContext<'_>) -> Poll<End> {
+        loop {
+            if let Err(end) = self.check(cx) {
+                return Poll::Ready(end);
             }
+            if let Some(publishing) = &mut self.publishing
+                && let Poll::Ready(published) = publishing.as_mut().poll(cx)
+            {
+                self.publishing = None;
+                if let Err(refused) = published {
+                    self.reply(&refused);
+                }
+            }
+            let mut read = false;
+            let answers_full = self.replies.len() >= REPLIES;
+            if self.publishing.is_none() {
+                if answers_full {
+                    // The client does not take its answers: it holds the
+                    // server up, and its clocks run.
+                    self.wire.clock.wait();
+                } else if let Poll::Ready(received) = self.wire.poll_read(cx) {
+                    if let Err(end) = self.received(received) {
+                        return Poll::Ready(end);
+                    }
+                    read = true;
+                }
+            }
+            if let Poll::Ready(end) = self.poll_write(cx) {
+                return Poll::Ready(end);
+            }
+            // Go round again if something was read, or if the writer made
+            // room for answers that held reading up: nothing else would
+            // wake the session to read.
+            let room = answers_full && self.replies.len() < REPLIES;
+            if !read && !room {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Ends the session when the client answered no ping for two heartbeats,
+    /// or has taken longer than the request timeout over one message; and
+    /// says when a ping is due.
+    fn check(&mut self, cx: &mut TaskContext<'_>) -> Result<(), End> {
+        let config = &self.context.config;
+        while let Poll::Ready(now) = self.checks.poll_tick(cx) {
+            if now >= self.next_ping {
+                self.ping_due = true;
+                self.next_ping = now + config.heartbeat;
+            }
+            let clock = &self.wire.clock;
+            if clock.silent_for() > 2 * config.heartbeat {
+                return Err(End::Unresponsive);
+            }
+            let limit = config.request_timeout;
+            if clock.message_for().is_some_and(|taken| taken > limit) {
+                let why = format!("a message took longer than {limit:?} to arrive");
+                let rejections = &self.context.rejections;
+                rejections.record(Reason::SlowRequest, self.peer, &why);
+                return Err(End::Refused(POLICY, why));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is waiting (answers first, then a ping, then broadcasts),
+    /// many frames a write, until nothing is left or the socket is full.
+    fn poll_write(&mut self, cx: &mut TaskContext<'_>) -> Poll<End> {
+        loop {
+            while !self.wire.is_full() {
+                if let Some(reply) = self.replies.pop_front() {
+                    self.wire.send(reply);
+                } else if std::mem::take(&mut self.ping_due) {
+                    self.wire.send(SERVER_PING);
+                } else {
+                    match self.subscription.poll_next(cx) {
+                        Poll::Ready(Some(event)) => self.wire.send(event.frame.clone()),
+                        // The hub let go of this client: shutdown and eviction
+                        // are reported by the session's other branches, first.
+                        Poll::Ready(None) => return Poll::Ready(End::Resync),
+                        Poll::Pending => break,
+                    }
+                }
+            }
+            if self.wire.is_empty() {
+                return Poll::Pending;
+            }
+            match self.wire.poll_flush(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Poll::Ready(End::Gone),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// What the client sent: answered, published, or the end.
+    fn received(&mut self, read: Read) -> Result<(), End> {
+        match read {
+            Read::Received(Received::Text(text)) => self.receive(text),
+            Read::Received(Received::Pong) => self.pinged(),
+            Read::Received(Received::Ping(payload)) => {
+                self.pinged()?;
+                self.replies.push_back(frames::frame(PONG, &payload));
+                Ok(())
+            }
+            Read::Received(Received::Close(code)) => Err(End::ClosedByClient(code)),
+            Read::Refused(violation) => {
+                let rejections = &self.context.rejections;
+                rejections.record(violation.reason, self.peer, &violation.why);
+                Err(End::Refused(violation.code, violation.why))
+            }
+            // A client that just went away (a closed tab) broke no rule.
+            Read::Gone => Err(End::Gone),
+        }
+    }
+
+    /// A ping or pong, from the protocol or the page: within the ping rate,
+    /// or the end.
+    fn pinged(&mut self) -> Result<(), End> {
+        match self.pings.take() {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                let why = format!("more than {PING_RATE} pings a second");
+                let rejections = &self.context.rejections;
+                rejections.record(Reason::TooManyPings, self.peer, &why);
+                Err(End::Refused(POLICY, why))
+            }
+        }
+    }
+
+    /// A text message: the page's ping is answered to this client alone;
+    /// `{"message": "..."}` tells everyone that something changed, once it is
+    /// published. Anything else gets an error, to this client only; a client
+    /// that keeps flooding past the rate limit is disconnected.
+    fn receive(&mut self, text: String) -> Result<(), End> {
+        if let Ok(Ping { ping }) = serde_json::from_str(&text) {
+            self.pinged()?;
+            let pong = serde_json::to_string(&Pong { pong: ping }).unwrap_or_default();
+            self.replies.push_back(frames::frame(TEXT, pong.as_bytes()));
+            return Ok(());
+        }
+        let inbox = &self.context.inbox;
+        if let Err(refused) = inbox.admit(self.peer, Some(&mut self.bucket)) {
+            self.strikes += 1;
+            if self.strikes >= self.context.config.burst {
+                let why = "rate limit exceeded, repeatedly".to_owned();
+                return Err(End::Refused(POLICY, why));
+            }
+            self.reply(&refused);
+            return Ok(());
+        }
+        self.strikes = 0;
+        let peer = self.peer;
+        self.publishing = Some(Box::pin(async move { inbox.publish(peer, &text).await }));
+        Ok(())
+    }
+
+    fn reply(&mut self, refused: &Refused) {
+        let error = error_json(&refused.to_string());
+        self.replies
+            .push_back(frames::frame(TEXT, error.as_bytes()));
+    }
+
+    /// Leaves the hub, finishes what was on its way, sends a close frame
+    /// (after the errors that explain it), then waits briefly for the
+    /// client's answer.
+    async fn close(self, end: End) {
+        let Session {
+            mut wire,
+            mut replies,
+            subscription,
+            peer,
+            ..
+        } = self;
+        drop(subscription);
+        let (code, why): (u16, &str) = match &end {
+            End::ClosedByClient(code) => (code.unwrap_or(1000), ""),
+            End::Gone | End::Unresponsive => (0, ""),
+            End::Shutdown => (1001, "server shutting down"),
+            End::Slow => (CLOSE_SLOW, "too slow: reconnect to resume"),
+            End::Resync => (1012, "broadcasts were lost upstream: reconnect to resume"),
+            End::Refused(code, why) => {
+                while let Some(reply) = replies.pop_front() {
+                    wire.send(reply);
+                }
+                (*code, why.as_str())
+            }
+        };
+        if code != 0 {
+            wire.send(frames::close(code, why));
+            // A close the client began is answered; one the server began
+            // waits for the client's answer (what comes before it is dropped).
+            let answered = matches!(end, End::ClosedByClient(_));
+            let handshake = async {
+                wire.flush().await?;
+                if !answered {
+                    while let Read::Received(received) = wire.read().await {
+                        if let Received::Close(_) = received {
+                            break;
+                        }
+                    }
+                }
+                Ok::<_, std::io::Error>(())
+            };
+            let _ = timeout(CLOSE_GRACE, handshake).await;
+        }
+        match end {
+            End::ClosedByClient(_) | End::Gone | End::Shutdown => {
+                log::info!("Closed connection 😱 ({peer})");
+            }
+            other => log::info!("Closed connection 😱 ({peer}): {other:?}"),
         }
     }
 }
@@ -245,175 +390,6 @@ struct Pong {
     pong: u64,
 }
 
-/// Frames for this client alone (answers, errors, pongs), from the reader to
-/// the writer: a few, in the session itself (a channel would allocate a
-/// block of slots for every client).
-#[derive(Default)]
-struct Replies {
-    queue: Mutex<VecDeque<Bytes>>,
-    ready: Notify,
-}
-
-impl Replies {
-    /// Queues a frame; a client that floods without reading loses some.
-    fn push(&self, frame: Bytes) {
-        let mut queue = self
-            .queue
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        if queue.len() < REPLIES {
-            queue.push_back(frame);
-            drop(queue);
-            self.ready.notify_one();
-        }
-    }
-
-    fn take(&self) -> Option<Bytes> {
-        let mut queue = self
-            .queue
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        queue.pop_front()
-    }
-
-    /// The next frame, waiting for one.
-    async fn next(&self) -> Option<Bytes> {
-        loop {
-            if let Some(frame) = self.take() {
-                return Some(frame);
-            }
-            self.ready.notified().await;
-        }
-    }
-}
-
-/// The reading side of a session.
-struct Reader<'a> {
-    context: &'a Context,
-    peer: SocketAddr,
-    replies: &'a Replies,
-    /// This connection's share of the message rate limit.
-    bucket: TokenBucket,
-    /// How often it may ping.
-    pings: TokenBucket,
-    /// Messages refused by the rate limit since the last one let through.
-    strikes: u32,
-}
-
-impl Reader<'_> {
-    async fn run(mut self, incoming: &mut Incoming, activity: &Activity) -> End {
-        while let Some(message) = incoming.next().await {
-            return match message {
-                Ok(Message::Text(text)) => match Box::pin(self.receive(&text)).await {
-                    Ok(()) => continue,
-                    Err(end) => end,
-                },
-                Ok(Message::Pong(_)) => {
-                    activity.answered();
-                    match self.pinged() {
-                        Ok(()) => continue,
-                        Err(end) => end,
-                    }
-                }
-                Ok(Message::Ping(payload)) => match self.pinged() {
-                    Ok(()) => {
-                        self.send(outgoing::frame(PONG, &payload));
-                        continue;
-                    }
-                    Err(end) => end,
-                },
-                Ok(Message::Frame(_)) => continue,
-                Ok(Message::Close(Some(frame))) if frame.code == CloseCode::Protocol => {
-                    // tungstenite answers an invalid close code with 1002 too.
-                    let why = "a close frame with an invalid code";
-                    self.context
-                        .rejections
-                        .record(Reason::Protocol, self.peer, why);
-                    End::Refused(CloseCode::Protocol, why.into())
-                }
-                Ok(Message::Close(frame)) => {
-                    End::ClosedByClient(frame.map(|frame| frame.code.into()))
-                }
-                Ok(Message::Binary(_)) => self.refuse(
-                    Reason::Binary,
-                    CloseCode::Unsupported,
-                    "binary messages are not supported: send JSON text".into(),
-                ),
-                Err(Error::Capacity(error)) => {
-                    self.refuse(Reason::TooLarge, CloseCode::Size, error.to_string())
-                }
-                Err(Error::Utf8(_)) => self.refuse(
-                    Reason::InvalidUtf8,
-                    CloseCode::Invalid,
-                    "text must be valid UTF-8".into(),
-                ),
-                // A client that just went away (a closed tab) broke no rule.
-                Err(Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)) => End::Gone,
-                Err(Error::Protocol(error)) => {
-                    self.refuse(Reason::Protocol, CloseCode::Protocol, error.to_string())
-                }
-                Err(_) => End::Gone,
-            };
-        }
-        End::Gone
-    }
-
-    /// A ping or pong, from the protocol or the page: within the ping rate,
-    /// or the end.
-    fn pinged(&mut self) -> Result<(), End> {
-        match self.pings.take() {
-            Ok(()) => Ok(()),
-            Err(_) => {
-                let why = format!("more than {PING_RATE} pings a second");
-                Err(self.refuse(Reason::TooManyPings, CloseCode::Policy, why))
-            }
-        }
-    }
-
-    /// A text message: the page's ping is answered to this client alone;
-    /// `{"message": "..."}` tells everyone that something changed. Anything
-    /// else gets an error, to this client only; a client that keeps flooding
-    /// past the rate limit is disconnected.
-    async fn receive(&mut self, text: &str) -> Result<(), End> {
-        if let Ok(Ping { ping }) = serde_json::from_str(text) {
-            self.pinged()?;
-            let pong = serde_json::to_string(&Pong { pong: ping }).unwrap_or_default();
-            self.send(outgoing::frame(TEXT, pong.as_bytes()));
-            return Ok(());
-        }
-        let inbox = &self.context.inbox;
-        if let Err(refused) = inbox.admit(self.peer, Some(&mut self.bucket)) {
-            self.strikes += 1;
-            if self.strikes >= self.context.config.burst {
-                let why = "rate limit exceeded, repeatedly".to_owned();
-                return Err(End::Refused(CloseCode::Policy, why));
-            }
-            self.reply(&refused);
-            return Ok(());
-        }
-        self.strikes = 0;
-        if let Err(refused) = inbox.publish(self.peer, text).await {
-            self.reply(&refused);
-        }
-        Ok(())
-    }
-
-    /// Counts and logs a refusal that ends the session with `code`.
-    fn refuse(&self, reason: Reason, code: CloseCode, why: String) -> End {
-        self.context.rejections.record(reason, self.peer, &why);
-        End::Refused(code, why)
-    }
-
-    fn reply(&self, refused: &Refused) {
-        let error = error_json(&refused.to_string());
-        self.send(outgoing::frame(TEXT, error.as_bytes()));
-    }
-
-    fn send(&self, frame: Bytes) {
-        self.replies.push(frame);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,7 +398,7 @@ mod tests {
     #[test]
     fn gotcha_is_the_wire_message_framed() {
         let json = WireMessage::new(GOTCHA).to_json();
-        assert_eq!(GOTCHA_FRAME, &outgoing::frame(TEXT, json.as_bytes())[..]);
+        assert_eq!(GOTCHA_FRAME, &frames::frame(TEXT, json.as_bytes())[..]);
     }
 
     #[test]

@@ -5,15 +5,19 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Resumer, close_code, connect_and_greet, next_json, seq, start};
+use common::{
+    CLOSE, Client, FIN, PING, RawSocket, Resumer, TEXT, close_code, connect_and_greet, frame,
+    next_json, seq, start,
+};
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use shared::Server;
+use shared::policy::Reason;
 use shared::testing::hostile;
 use shared::testing::redis::Redis;
 use shared::testing::resume::Readers;
-use shared::testing::{eventually, http, request};
-use tokio::time::Instant;
+use shared::testing::{PATIENCE, eventually, http, request};
+use tokio::time::{Instant, sleep, timeout};
 use tokio_tungstenite::tungstenite::Message;
 
 fn up(server: &Server) -> bool {
@@ -296,4 +300,204 @@ async fn metrics_report_the_backplane() {
             metrics.body
         );
     }
+}
+
+/// What a sender heard about one batch of its messages, up to the pong it
+/// asked for after them.
+#[derive(Debug, Default)]
+struct Heard {
+    /// Not broadcast: Redis out of reach.
+    refused: usize,
+    /// Sent to Redis but not confirmed: it may have gone out.
+    unconfirmed: usize,
+}
+
+/// A client that sends messages, and reads all the time (and so answers
+/// pings) whatever it is waiting for: what it reads goes to `heard`.
+struct Sender {
+    sending: futures_util::stream::SplitSink<Client, Message>,
+    heard: tokio::sync::mpsc::UnboundedReceiver<Value>,
+}
+
+impl Sender {
+    async fn connect(addr: std::net::SocketAddr) -> Sender {
+        use futures_util::StreamExt;
+        let (sending, mut reading) = connect_and_greet(addr, "").await.split();
+        let (tell, heard) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = reading.next().await {
+                if let Message::Text(text) = message {
+                    let _ = tell.send(serde_json::from_str(&text).unwrap());
+                }
+            }
+        });
+        Sender { sending, heard }
+    }
+
+    async fn next(&mut self) -> Value {
+        let next = timeout(PATIENCE, self.heard.recv()).await;
+        next.expect("a message in time")
+            .expect("the connection is still open")
+    }
+
+    /// Sends `count` messages back to back, then the page's ping `n`, and
+    /// reads until its pong: every error in between is about one of them.
+    async fn batch(&mut self, count: usize, n: u64) -> Heard {
+        for _ in 0..count {
+            let message = Message::text(r#"{"message":"busy"}"#);
+            self.sending.feed(message).await.unwrap();
+        }
+        let ping = Message::text(format!(r#"{{"ping":{n}}}"#));
+        self.sending.send(ping).await.unwrap();
+        let mut heard = Heard::default();
+        loop {
+            let message = self.next().await;
+            if message == json!({ "pong": n }) {
+                return heard;
+            }
+            let Some(error) = message["error"].as_str() else {
+                assert_eq!(message["message"], "Something changed", "{message}");
+                continue;
+            };
+            if error.contains("may have gone out") {
+                heard.unconfirmed += 1;
+            } else {
+                assert!(error.contains("out of reach"), "{error}");
+                heard.refused += 1;
+            }
+        }
+    }
+}
+
+/// A client that sends one message a fragment at a time, each well within
+/// the limit, answering pings as it goes, for longer than the limit: the
+/// close code it gets.
+async fn trickle(addr: std::net::SocketAddr) -> Option<u16> {
+    let mut socket = RawSocket::open(addr).await;
+    socket.send(&frame(TEXT, br#"{"message":"#, true)).await;
+    let mut fragments = tokio::time::interval(Duration::from_millis(300));
+    loop {
+        tokio::select! {
+            _ = fragments.tick() => socket.send(&frame(0, b" ", true)).await,
+            read = socket.read_frame() => match read {
+                Some((CLOSE, payload)) if payload.len() >= 2 => {
+                    return Some(u16::from_be_bytes([payload[0], payload[1]]));
+                }
+                Some((PING, payload)) => socket.send(&frame(FIN | 0xA, &payload, true)).await,
+                Some(_) => {}
+                None => return None,
+            },
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_busy_sender_under_a_slow_redis_is_slowed_never_cut_off_and_loses_nothing() {
+    const BATCH: usize = 150;
+    let redis = Redis::start();
+    // Limits far shorter than Redis's stalls: the session publishing a
+    // message must not count them against the client.
+    let options = [
+        "--interval",
+        "60m",
+        "--rate",
+        "10000",
+        "--burst",
+        "1000",
+        "--request-timeout",
+        "2s",
+        "--heartbeat",
+        "1s",
+    ];
+    let servers = instances(1, &redis.url(), &options).await;
+    let server = &servers[0];
+    // Redis knows the script from then on.
+    let first = server.publisher.publish("primed").await.unwrap();
+    eventually("the first broadcast came back", || {
+        server.hub.last_id() == Some(first)
+    })
+    .await;
+    // Reads (and so answers pings) all along, until the end.
+    let mut watcher = connect_and_greet(server.addr, "").await;
+    let watching = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        loop {
+            let message = next_json(&mut watcher).await;
+            seqs.push(seq(&message));
+            if message["message"] == "end" {
+                return seqs;
+            }
+            assert_eq!(message["message"], "Something changed", "{message}");
+        }
+    });
+    let mut sender = Sender::connect(server.addr).await;
+    let before = slow_and_pings(server);
+
+    // Slow: Redis frozen for 200 ms out of every 220 (as DEBUG SLEEP 0.2 in
+    // a loop would, without enabling DEBUG), while the first batch goes.
+    let slow = async {
+        loop {
+            redis.pause();
+            sleep(Duration::from_millis(200)).await;
+            redis.resume();
+            sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let heard_slow = tokio::select! {
+        heard = sender.batch(BATCH, 1) => heard,
+        () = slow => unreachable!(),
+    };
+    redis.resume();
+
+    // Frozen for 6 s: past the answer timeout (3 s), the reader's (4 s),
+    // the message limit (2 s) and two heartbeats (2 s). Meanwhile another
+    // client trickles one message past the limit.
+    redis.pause();
+    let thaw = async {
+        sleep(Duration::from_secs(6)).await;
+        redis.resume();
+    };
+    let (heard_frozen, trickled, ()) =
+        tokio::join!(sender.batch(BATCH, 2), trickle(server.addr), thaw);
+    assert_eq!(trickled, Some(1008), "a real trickler is still cut off");
+
+    eventually("the server reached Redis again", || up(server)).await;
+    let last = server.publisher.publish("end").await.unwrap();
+    let seqs = watching.await.unwrap();
+    // The sender is still connected, and hears the end too.
+    while sender.next().await["message"] != "end" {}
+
+    println!("while Redis was slow: {heard_slow:?}; frozen: {heard_frozen:?}");
+    let broadcast = seqs.len() as u64 - 1;
+    let refused = (heard_slow.refused + heard_frozen.refused) as u64;
+    let unconfirmed = (heard_slow.unconfirmed + heard_frozen.unconfirmed) as u64;
+    let sent = 2 * BATCH as u64;
+    println!("{sent} sent, {broadcast} broadcast, {refused} refused, {unconfirmed} unconfirmed");
+    // Each one broadcast or refused; an unconfirmed one either way; none twice.
+    assert!(
+        broadcast >= sent - refused - unconfirmed && broadcast <= sent - refused,
+        "{broadcast} broadcast of {sent}: {refused} refused, {unconfirmed} unconfirmed"
+    );
+    let expected: Vec<u64> = (first.seq + 1..=last.seq).collect();
+    assert_eq!(seqs, expected, "every broadcast once, in order");
+    assert!(
+        heard_frozen.refused + heard_frozen.unconfirmed > 0,
+        "Redis was frozen"
+    );
+    let after = slow_and_pings(server);
+    assert_eq!(
+        after.0,
+        before.0 + 1,
+        "only the trickler was refused as slow"
+    );
+    assert_eq!(after.1, before.1, "no client was cut off for pings");
+}
+
+/// The refusals counted as slow requests and as too many pings.
+fn slow_and_pings(server: &Server) -> (u64, u64) {
+    let rejections = server.rejections();
+    (
+        rejections.count(Reason::SlowRequest),
+        rejections.count(Reason::TooManyPings),
+    )
 }

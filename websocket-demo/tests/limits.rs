@@ -5,10 +5,13 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{KEY, RawSocket, UPGRADE, V13, Watcher, connect, connect_and_greet, next_json, start};
+use common::{
+    FIN, KEY, RawSocket, TEXT, UPGRADE, V13, Watcher, connect, connect_and_greet, frame, next_json,
+    start,
+};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use shared::policy::Reason;
@@ -108,11 +111,24 @@ async fn the_rate_limit_holds_across_all_connections_of_one_address() {
     assert_eq!(server.hub.stats.broadcasts.load(Ordering::Relaxed), 4);
 }
 
+/// What a crowd of [`old_page`]s did.
+#[derive(Default)]
+struct Crowd {
+    /// Connections opened.
+    opened: AtomicUsize,
+    /// Set once the first server has stopped: connections opened from then
+    /// on reach the second.
+    first_gone: AtomicBool,
+    /// Hellos sent to the second server.
+    said_to_second: AtomicUsize,
+}
+
 /// A client as the page was before it learned better: it says Hello on every
 /// open, and comes back after a drop, resuming, after a random pause.
-async fn old_page(addr: std::net::SocketAddr, mut random: Random, opened: Arc<AtomicUsize>) {
+async fn old_page(addr: std::net::SocketAddr, mut random: Random, crowd: Arc<Crowd>) {
     let mut since = String::new();
     loop {
+        let to_second = crowd.first_gone.load(Ordering::Relaxed);
         let Ok(Ok((mut socket, _))) = timeout(
             PATIENCE,
             tokio_tungstenite::connect_async(format!("ws://{addr}/{since}")),
@@ -122,8 +138,11 @@ async fn old_page(addr: std::net::SocketAddr, mut random: Random, opened: Arc<At
             tokio::time::sleep(Duration::from_millis(20 + random.below(200))).await;
             continue;
         };
-        opened.fetch_add(1, Ordering::Relaxed);
-        let _ = socket.send(Message::text(r#"{"message":"Hello"}"#)).await;
+        crowd.opened.fetch_add(1, Ordering::Relaxed);
+        let hello = socket.send(Message::text(r#"{"message":"Hello"}"#)).await;
+        if hello.is_ok() && to_second {
+            crowd.said_to_second.fetch_add(1, Ordering::Relaxed);
+        }
         while let Some(Ok(message)) = socket.next().await {
             if let Message::Text(text) = message {
                 let message: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -141,11 +160,11 @@ async fn a_crowd_reconnecting_after_a_restart_causes_work_in_proportion_to_its_s
     const CROWD: usize = 200;
     let first = start(&["--interval", "60m"]).await;
     let port = first.addr.port().to_string();
-    let opened = Arc::new(AtomicUsize::new(0));
+    let counts = Arc::new(Crowd::default());
     let random = Random::from_clock();
     let crowd: Vec<_> = (0..CROWD)
         .map(|index| {
-            let page = old_page(first.addr, random.fork(index as u64), opened.clone());
+            let page = old_page(first.addr, random.fork(index as u64), counts.clone());
             tokio::spawn(page)
         })
         .collect();
@@ -153,14 +172,20 @@ async fn a_crowd_reconnecting_after_a_restart_causes_work_in_proportion_to_its_s
     first.shutdown();
     assert!(first.stopped().await);
     drop(first);
+    counts.first_gone.store(true, Ordering::Relaxed);
 
     let second = start(&["--interval", "60m", "--port", &port]).await;
     eventually("the crowd is back", || {
-        opened.load(Ordering::Relaxed) >= 2 * CROWD && second.hub.client_count() == CROWD
+        counts.opened.load(Ordering::Relaxed) >= 2 * CROWD && second.hub.client_count() == CROWD
     })
     .await;
-    // Let every Hello that will be let through be broadcast.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every Hello said to it is broadcast or rate limited.
+    eventually("every Hello was taken", || {
+        let taken = second.hub.stats.broadcasts.load(Ordering::Relaxed)
+            + second.rejections().rate_limited.load(Ordering::Relaxed);
+        taken as usize >= counts.said_to_second.load(Ordering::Relaxed)
+    })
+    .await;
     let deliveries = second.hub.stats.deliveries.load(Ordering::Relaxed) as usize;
     let broadcasts = second.hub.stats.broadcasts.load(Ordering::Relaxed);
     println!(
@@ -212,4 +237,60 @@ async fn a_client_that_stops_reading_is_cut_off_with_1013_and_told_so() {
     .await;
     // Reading again: what was on its way, whole, then the close frame.
     assert_eq!(stalled.close_code().await, Some(1013));
+}
+
+#[tokio::test]
+async fn a_client_that_reads_its_answers_slowly_still_gets_every_one_in_order() {
+    const MESSAGES: usize = 3000;
+    let server = start(&["--interval", "60m", "--rate", "100000", "--burst", "100000"]).await;
+    // A small receive window: the server's answers back up while it reads on.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let socket = RawSocket::greeted(RawSocket::handshake_on(stream).await).await;
+    let (reading, mut writing) = socket.into_inner().into_split();
+    // Numbers, not the expected JSON: each is answered with an error that
+    // names it, to this client alone.
+    let flood: Vec<u8> = (0..MESSAGES)
+        .flat_map(|n| frame(FIN | TEXT, n.to_string().as_bytes(), true))
+        .collect();
+    let sending = tokio::spawn(async move {
+        tokio::io::AsyncWriteExt::write_all(&mut writing, &flood)
+            .await
+            .unwrap();
+        writing
+    });
+    let mut reading = tokio::io::BufReader::new(reading);
+    for n in 0..MESSAGES {
+        let error = timeout(PATIENCE, read_text(&mut reading))
+            .await
+            .expect("an answer in time");
+        let error: serde_json::Value = serde_json::from_str(&error).unwrap();
+        let error = error["error"].as_str().unwrap();
+        assert!(error.contains(&format!("`{n}`")), "answer {n}: {error}");
+    }
+    let _writing = sending.await.unwrap();
+    assert_eq!(
+        server.rejections().count(Reason::BadMessage),
+        MESSAGES as u64
+    );
+}
+
+/// The next text frame's payload (servers never mask or fragment here).
+async fn read_text<R: tokio::io::AsyncRead + Unpin>(reader: &mut R) -> String {
+    use tokio::io::AsyncReadExt;
+    loop {
+        let mut head = [0; 2];
+        reader.read_exact(&mut head).await.unwrap();
+        let length = match head[1] & 0x7f {
+            126 => u64::from(reader.read_u16().await.unwrap()),
+            127 => reader.read_u64().await.unwrap(),
+            length => u64::from(length),
+        };
+        let mut payload = vec![0; length as usize];
+        reader.read_exact(&mut payload).await.unwrap();
+        if head[0] & 0x0f == TEXT {
+            return String::from_utf8(payload).unwrap();
+        }
+    }
 }

@@ -3,9 +3,10 @@
 //! Starts a release build of a server, connects N clients over loopback,
 //! broadcasts M messages through it, and prints: how fast the clients
 //! connected, the server's memory per connection, deliveries per second, the
-//! latency from send to receipt at each client (percentiles), what was lost
-//! (nothing, or the run failed), and what held the run back. Clients and
-//! server share this machine's cores, so the numbers are a floor, not a
+//! latency from send to receipt at each client (percentiles), what became
+//! of every message (broadcast, or refused or cut off and why; the run fails
+//! unless every client got every one), and what held the run back. Clients
+//! and server share this machine's cores, so the numbers are a floor, not a
 //! ceiling; `--pin` gives the servers core 0 and the clients core 1.
 //!
 //! With `--redis`, the clients are spread over `--instances` servers sharing
@@ -17,15 +18,21 @@
 //! live in client processes (`worker.rs`, this program run as
 //! `bench --worker`), as many as their open-file limit needs; `workers.rs`
 //! starts and hears them, `wire.rs` is what they say to each other, and
-//! `clients.rs` how a client talks to a server. `report.rs` prints the
-//! numbers and writes `--json`; `histogram.rs` keeps the latencies,
+//! `clients.rs` how a client talks to a server; `sender.rs` sends the
+//! messages and accounts for each. `report.rs` prints the
+//! numbers and writes `--json`; `charts.rs` draws them (`--report`,
+//! `--compare`) with `svg.rs`; `histogram.rs` keeps the latencies,
 //! `system.rs` reads `/proc` and pins processes, `tls.rs` is `--tls`'s
 //! clients' side.
 
+mod accounting;
+mod charts;
 mod clients;
 mod histogram;
 mod phases;
 mod report;
+mod sender;
+mod svg;
 mod system;
 mod tls;
 mod wire;
@@ -37,6 +44,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use harness::tls::Certificate;
 
 use crate::flags;
 use crate::servers::{self, DEMOS, Demo};
@@ -63,6 +71,13 @@ impl flags::Bench {
     pub fn run(self) -> Result<()> {
         if self.worker {
             return worker::run();
+        }
+        if !self.compare.is_empty() {
+            let dir = self
+                .report
+                .as_deref()
+                .context("--compare needs --report DIR")?;
+            return charts::compare(&self.compare, dir);
         }
         let open_files = system::open_file_limit()?;
         let server_capacity = open_files.saturating_sub(SERVER_SPARE) as usize;
@@ -106,7 +121,7 @@ impl flags::Bench {
             system::pin(std::process::id(), CLIENT_CORE)?;
         }
         let certificate = match self.tls {
-            true => Some(servers::tls::Certificate::generated()?),
+            true => Some(Certificate::generated()?),
             false => None,
         };
         let client_process_capacity = open_files.saturating_sub(CLIENT_SPARE).max(1) as usize;
@@ -134,13 +149,26 @@ impl flags::Bench {
                 }
             })?;
         }
+        let (memory_bytes, _) = system::memory();
+        let record = Record {
+            command: command(),
+            unix_time: system::unix_micros() / 1_000_000,
+            cores: env.cores,
+            memory_bytes,
+            open_file_limit: open_files,
+            runs: &runs,
+        };
         if let Some(path) = &self.json {
-            write_json(path, &env, open_files, &runs)?;
+            write_json(path, &record)?;
         }
-        let lost: u64 = runs.iter().map(|figures| figures.lost).sum();
-        if lost > 0 {
+        if let Some(dir) = &self.report {
+            charts::report(dir, &record)?;
+        }
+        let failures: Vec<String> = runs.iter().filter_map(Figures::failure).collect();
+        if !failures.is_empty() {
             bail!(
-                "{lost} deliveries were lost (see above): every client should get every broadcast"
+                "{} (see above): every client should get every message",
+                failures.join("; ")
             );
         }
         Ok(())
@@ -238,16 +266,20 @@ async fn bench(
     Ok(())
 }
 
-fn write_json(path: &Path, env: &Env, open_file_limit: u64, runs: &[Figures]) -> Result<()> {
-    let (memory_bytes, _) = system::memory();
-    let record = Record {
-        unix_time: system::unix_micros() / 1_000_000,
-        cores: env.cores,
-        memory_bytes,
-        open_file_limit,
-        runs,
-    };
-    let json = serde_json::to_string_pretty(&record).context("cannot write the figures")?;
+/// This command, as typed: `cargo xtask bench ...`.
+fn command() -> String {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .map(|arg| match arg.contains(char::is_whitespace) {
+            true => format!("'{arg}'"),
+            false => arg,
+        })
+        .collect();
+    format!("cargo xtask {}", args.join(" "))
+}
+
+fn write_json(path: &Path, record: &Record) -> Result<()> {
+    let json = serde_json::to_string_pretty(record).context("cannot write the figures")?;
     std::fs::write(path, json + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
     say!("figures written to {}", path.display());

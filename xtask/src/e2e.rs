@@ -18,8 +18,9 @@ use cdp::{Browser, Tab, wait_until};
 use serde_json::json;
 
 use crate::flags;
-use crate::redis::Redis;
-use crate::servers::tls::Certificate;
+use harness::redis::Redis;
+use harness::tls::Certificate;
+
 use crate::servers::{self, DEMOS, Demo, Instance, Kind, Profile, Server};
 
 /// A short tick, so every check sees several.
@@ -35,7 +36,7 @@ impl flags::E2e {
         }
         let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
         // Missing, it fails only the checks that need it.
-        let redis = Redis::start();
+        let redis = Redis::try_start();
         let report = runtime.block_on(suite(&redis))?;
         say!("e2e: {} passed, {} failed", report.passed, report.failed);
         if report.failed > 0 {
@@ -334,6 +335,32 @@ async fn consecutive_from(tab: &Tab, last: u64) -> Result<Vec<u64>> {
     Ok(after)
 }
 
+/// Waits until the greetings the pages in `tabs` sent as they opened (the
+/// WebSocket page's Hello) have come back as Something changed to each page
+/// open at the time, so that counting can begin: as many ids of Something
+/// changed among the pages as Hellos sent, and every page past the last of
+/// them (a page gets every broadcast after it opened, in order).
+async fn greetings_came_back(tabs: &[&Tab]) -> Result<()> {
+    let came_back = async || {
+        let (mut hellos, mut changed, mut last_seen) = (0, Vec::new(), Vec::new());
+        for tab in tabs {
+            let entries = entries(tab).await?;
+            let hello = |entry: &&Entry| entry.text == r#"Sent: {"message":"Hello"}"#;
+            hellos += entries.iter().filter(hello).count();
+            let changes = entries
+                .iter()
+                .filter(|entry| entry.text.contains("Something changed"));
+            changed.extend(changes.filter_map(|entry| entry.id.as_deref().and_then(seq)));
+            last_seen.push(seqs(tab).await?.last().copied().unwrap_or(0));
+        }
+        changed.sort_unstable();
+        changed.dedup();
+        let newest = changed.last().copied().unwrap_or(0);
+        Ok(changed.len() >= hellos && last_seen.iter().all(|&last| last >= newest))
+    };
+    wait_until("the greetings to come back", PATIENCE, came_back).await
+}
+
 /// The `seq` of an id `<run>-<seq>`.
 fn seq(id: &str) -> Option<u64> {
     id.rsplit_once('-')?.1.parse().ok()
@@ -368,8 +395,7 @@ async fn send_reaches_both_tabs(first: &Tab, second: &Tab) -> Result<()> {
         is_open(second).await
     })
     .await?;
-    // Let the greetings each tab sent on opening settle before counting.
-    tokio::time::sleep(INTERVAL * 2).await;
+    greetings_came_back(&[first, second]).await?;
     let changed = "Something changed";
     let before = (count(first, changed).await?, count(second, changed).await?);
     // The text the message field starts with, so the screenshot shows it.

@@ -152,9 +152,51 @@ pub struct Bench {
     /// Also write the figures of every run to FILE, as JSON
     #[arg(long, value_name = "FILE")]
     pub json: Option<std::path::PathBuf>,
+    /// Also write the figures to DIR/figures.json and draw them: SVG charts
+    /// (latency, memory, CPU, connecting) and a page showing them,
+    /// DIR/index.html
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    /// Run nothing: draw the runs of these files (from --json or --report)
+    /// on the same charts, into --report DIR, each named by its file (or by
+    /// its folder, for a figures.json)
+    #[arg(long, value_name = "FILE", num_args = 1.., requires = "report")]
+    pub compare: Vec<PathBuf>,
     /// Be one of the bench's client processes (it starts them itself)
     #[arg(long, hide = true)]
     pub worker: bool,
+    /// Options for the servers, after `--` (`-- --rate 5 --burst 5`); each
+    /// takes the place of the bench's own for that flag (it lifts the rate
+    /// limits and the caps per address)
+    #[arg(last = true, value_name = "SERVER OPTIONS")]
+    pub server_options: Vec<String>,
+}
+
+/// Server options the bench sets for its own workings, and what to use
+/// instead.
+const BENCH_OWNS: [(&str, &str); 6] = [
+    ("--port", "each server listens on a free port"),
+    (
+        "--interval",
+        "the servers broadcast nothing but the bench's messages",
+    ),
+    ("--redis", "use the bench's own --redis"),
+    ("--redis-stream", "each run has a stream of its own"),
+    ("--tls-cert", "use the bench's own --tls"),
+    ("--tls-key", "use the bench's own --tls"),
+];
+
+impl Bench {
+    fn check(&self) -> Result<()> {
+        instances_need_redis(self.instances, self.redis.as_deref())?;
+        for option in &self.server_options {
+            let flag = option.split('=').next().unwrap_or_default();
+            if let Some((_, why)) = BENCH_OWNS.iter().find(|(owned, _)| *owned == flag) {
+                bail!("the bench sets the servers' {flag} itself: {why}");
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Xtask {
@@ -198,7 +240,7 @@ impl Task {
         match self {
             Task::ServeAll(serve) => serve.check(),
             Task::E2e(_) => Ok(()),
-            Task::Bench(bench) => instances_need_redis(bench.instances, bench.redis.as_deref()),
+            Task::Bench(bench) => bench.check(),
         }
     }
 }
@@ -502,6 +544,7 @@ mod tests {
         };
         assert!(bench.pin && bench.tls);
         assert_eq!(bench.json, Some("figures.json".into()));
+        assert!(bench.report.is_none() && bench.compare.is_empty());
         use clap::CommandFactory;
         let mut command = Xtask::command();
         let help = command
@@ -512,6 +555,45 @@ mod tests {
         assert!(
             help.contains("--pin") && !help.contains("--worker"),
             "{help}"
+        );
+    }
+
+    #[test]
+    fn bench_compares_files_into_a_report_folder() {
+        let Some(Xtask {
+            task: Task::Bench(bench),
+        }) = parse("bench --compare a.json b/figures.json --report out").unwrap()
+        else {
+            panic!("not bench");
+        };
+        assert_eq!(
+            bench.compare,
+            ["a.json", "b/figures.json"].map(PathBuf::from)
+        );
+        assert_eq!(bench.report, Some("out".into()));
+        assert_eq!(
+            one_line_error("bench --compare a.json"),
+            "the following required arguments were not provided: --report <DIR> (see --help)"
+        );
+    }
+
+    #[test]
+    fn bench_passes_options_after_a_double_dash_to_the_servers_but_not_its_own() {
+        let Some(Xtask {
+            task: Task::Bench(bench),
+        }) = parse("bench --clients 20 -- --rate 2 --burst=3").unwrap()
+        else {
+            panic!("not bench");
+        };
+        assert_eq!(bench.clients, 20);
+        assert_eq!(bench.server_options, ["--rate", "2", "--burst=3"]);
+        assert_eq!(
+            one_line_error("bench -- --port 9000"),
+            "the bench sets the servers' --port itself: each server listens on a free port"
+        );
+        assert_eq!(
+            one_line_error("bench -- --redis-stream=x"),
+            "the bench sets the servers' --redis-stream itself: each run has a stream of its own"
         );
     }
 

@@ -1,9 +1,10 @@
 //! The project's tasks, run as `cargo xtask <task>` (see `.cargo/config.toml`).
 //!
 //! `flags.rs` declares every task's options; `servers.rs` knows the two demos
-//! and starts them; `redis.rs` starts a Redis of our own; each task has its
-//! own file: `serve_all.rs`, `e2e.rs` (with `e2e/cdp.rs`, a small DevTools
-//! client) and `bench.rs`.
+//! and starts them; each task has its own file: `serve_all.rs`, `e2e.rs`
+//! (with `e2e/cdp.rs`, a small DevTools client) and `bench.rs`. What the
+//! servers' tests start too (a Redis and an nginx of our own, certificates)
+//! comes from the `harness` crate.
 
 /// `println!` that ignores a closed stdout (`cargo xtask ... | head`).
 macro_rules! say {
@@ -16,7 +17,6 @@ macro_rules! say {
 mod bench;
 mod e2e;
 mod flags;
-mod redis;
 mod serve_all;
 mod servers;
 

@@ -11,9 +11,10 @@ use futures_util::future::{join_all, select_all};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::oneshot;
 
+use harness::proxy::Nginx;
+use harness::tls::Certificate;
+
 use crate::flags;
-use crate::servers::proxy::Nginx;
-use crate::servers::tls::Certificate;
 use crate::servers::{self, DEMOS, Demo, Instance, Kind, Profile, Server};
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -251,7 +252,7 @@ fn nginx_in_front(urls: &[String], servers: &[Server], listen: [SocketAddr; 2]) 
         };
         upstreams[index].push(addr);
     }
-    Nginx::start(listen, &upstreams[0], &upstreams[1])
+    Nginx::spawn(listen, &upstreams[0], &upstreams[1])
 }
 
 fn print_urls(
@@ -269,7 +270,7 @@ fn print_urls(
     let proxied: Vec<(String, String)> = match nginx {
         Some(nginx) => DEMOS
             .iter()
-            .map(|demo| (through_nginx(demo), nginx.url(demo.kind)))
+            .map(|demo| (through_nginx(demo), servers::through(nginx, demo.kind)))
             .collect(),
         None => Vec::new(),
     };
@@ -324,7 +325,7 @@ async fn until<T>(
 ) -> Result<T, Stopped> {
     let nginx_exit = async {
         match nginx {
-            Some(nginx) => nginx.exited().await,
+            Some(nginx) => servers::describe(nginx.exited().await),
             None => std::future::pending().await,
         }
     };

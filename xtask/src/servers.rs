@@ -1,9 +1,6 @@
 //! The two demo servers: what they are, and building, finding and starting
-//! them. What goes with them lives beside: `proxy.rs`, nginx in front of
-//! their instances; `tls.rs`, the certificate they serve https:// with.
-
-pub mod proxy;
-pub mod tls;
+//! them. nginx in front of their instances and the certificate they serve
+//! https:// with come from the `harness` crate.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use harness::proxy::Nginx;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::process::Child;
 use tokio::sync::oneshot;
 
@@ -68,18 +65,7 @@ impl Kind {
     }
 }
 
-/// The workspace root: the folder above this crate.
-pub fn root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
-}
-
-/// Where cargo builds: `target/` unless `CARGO_TARGET_DIR` says otherwise.
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
-}
+pub use harness::{free_port, root, target_dir};
 
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
@@ -307,21 +293,6 @@ pub fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
     }
 }
 
-/// A port free now on 127.0.0.1, for a server whose port must be known
-/// before it starts (its origins name it). Taken below the kernel's range of
-/// ephemeral ports (32768 and up), where port 0 and outgoing connections
-/// take theirs, so that nothing started meanwhile takes it first.
-pub fn free_port() -> Result<u16> {
-    for attempt in 0..100u64 {
-        let random = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), attempt);
-        let port = 20_000 + (random % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    bail!("no free port between 20000 and 32000")
-}
-
 /// A server's page URL over TLS (the servers say `https://` themselves; this
 /// keeps a URL given as `http://` right).
 pub fn https(url: &str) -> String {
@@ -347,27 +318,27 @@ pub async fn healthy(url: &str, patience: Duration) -> Result<()> {
     let deadline = tokio::time::Instant::now() + patience;
     loop {
         // A frozen server must not hang the wait.
-        let answer = tokio::time::timeout(Duration::from_secs(2), get(addr, "/healthz"))
-            .await
-            .unwrap_or_else(|_| Err(anyhow!("no answer within 2 s")));
-        if matches!(&answer, Ok(answer) if answer.starts_with("HTTP/1.1 200")) {
-            return Ok(());
-        }
+        let answer =
+            tokio::time::timeout(Duration::from_secs(2), harness::http::get(addr, "/healthz"))
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::other("no answer within 2 s")));
+        let why = match answer {
+            Ok(answer) if answer.status == 200 => return Ok(()),
+            Ok(answer) => answer.body,
+            Err(error) => error.to_string(),
+        };
         if tokio::time::Instant::now() > deadline {
-            let last = answer.unwrap_or_else(|error| format!("{error:#}"));
-            let body = last.split("\r\n\r\n").last().unwrap_or_default();
-            bail!("{url} was not healthy within {patience:?}: {body}");
+            bail!("{url} was not healthy within {patience:?}: {why}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// The whole answer to `GET path`, over plain HTTP/1.1.
-pub async fn get(addr: SocketAddr, path: &str) -> Result<String> {
-    let mut stream = TcpStream::connect(addr).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await?;
-    Ok(answer)
+/// The page URL of `kind` through `nginx`.
+pub fn through(nginx: &Nginx, kind: Kind) -> String {
+    let addr = match kind {
+        Kind::WebSocket => nginx.websocket,
+        Kind::Sse => nginx.sse,
+    };
+    format!("http://{}/", harness::proxy::reachable(addr))
 }

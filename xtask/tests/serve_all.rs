@@ -3,15 +3,16 @@
 //! the same with two instances of each sharing a Redis of the test's own,
 //! then behind nginx, and over TLS with the certificate serve-all makes.
 
-// The task's own Redis starter: one way to start it, for the task and the test.
-#[path = "../src/redis.rs"]
-mod redis;
-
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use harness::http::{exchange, request};
+use harness::redis::Redis;
+use harness::tls::Certificate;
 
 const PATIENCE: Duration = Duration::from_secs(120);
 
@@ -19,7 +20,7 @@ const PATIENCE: Duration = Duration::from_secs(120);
 ///
 /// It builds the servers first, as a user's run does: a nested `cargo build`
 /// is a quick no-op here, since `cargo test --workspace` has built them.
-fn serve_all(args: &[&str]) -> (Child, Lines) {
+fn serve_all(args: &[&str]) -> (ServeAll, Lines) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("serve-all")
         .args(args)
@@ -41,7 +42,38 @@ fn serve_all(args: &[&str]) -> (Child, Lines) {
         received,
         seen: Vec::new(),
     };
-    (child, lines)
+    (ServeAll(child), lines)
+}
+
+/// A running serve-all. A test that fails while it runs stops it as Ctrl-C
+/// would (it stops its servers and nginx), so that nothing outlives the test.
+struct ServeAll(Child);
+
+impl Drop for ServeAll {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let pid = self.0.id().to_string();
+            let _ = Command::new("kill").args(["-INT", &pid]).status();
+            if wait_with_timeout(&mut self.0, Duration::from_secs(10)).is_none() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for ServeAll {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ServeAll {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
 }
 
 /// serve-all's stdout, line by line, and the lines read so far.
@@ -82,26 +114,30 @@ impl Lines {
     }
 }
 
-fn get_status(addr: SocketAddr, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).expect("the server accepts");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response.lines().next().unwrap_or_default().to_owned()
+/// Runs `work` on a runtime of its own: these tests are plain threads, and
+/// the harness's HTTP is async.
+fn block_on<T>(work: impl Future<Output = T>) -> T {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(work)
+}
+
+/// The status of the answer to `GET path`.
+fn status(addr: SocketAddr, path: &str) -> u16 {
+    let get = harness::http::get(addr, path);
+    block_on(async { tokio::time::timeout(Duration::from_secs(10), get).await })
+        .expect("the server answers in time")
+        .expect("the server answers")
+        .status
 }
 
 /// Waits until `addr` answers `/healthz` with 200: for a server given
 /// `--redis`, once it has reached Redis.
 fn healthy(addr: SocketAddr) {
     let deadline = Instant::now() + PATIENCE;
-    while get_status(addr, "/healthz") != "HTTP/1.1 200 OK" {
+    while status(addr, "/healthz") != 200 {
         assert!(Instant::now() < deadline, "{addr} never healthy");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -148,8 +184,8 @@ fn both_servers_answer_and_ctrl_c_stops_both() {
         serve_all(&["--ws-port", "0", "--sse-port", "0", "--interval", "200ms"]);
     let ws = lines.url_after("[xtask] WebSocket demo:");
     let sse = lines.url_after("[xtask] Server-Sent Events demo:");
-    assert_eq!(get_status(ws, "/"), "HTTP/1.1 200 OK");
-    assert_eq!(get_status(sse, "/"), "HTTP/1.1 200 OK");
+    assert_eq!(status(ws, "/"), 200);
+    assert_eq!(status(sse, "/"), 200);
 
     ctrl_c(&mut child);
     for addr in [ws, sse] {
@@ -212,7 +248,7 @@ fn several_instances_without_redis_are_refused_in_one_line() {
 
 #[test]
 fn two_instances_each_share_redis_answer_and_ctrl_c_stops_all() {
-    let redis = redis::Redis::start().unwrap_or_else(|why| panic!("{why:#}"));
+    let redis = Redis::start();
     let (mut child, mut lines) = serve_all(&[
         "--instances",
         "2",
@@ -233,7 +269,7 @@ fn two_instances_each_share_redis_answer_and_ctrl_c_stops_all() {
     ];
     let addrs = labels.map(|label| lines.url_after(label));
     for addr in addrs {
-        assert_eq!(get_status(addr, "/"), "HTTP/1.1 200 OK");
+        assert_eq!(status(addr, "/"), 200);
         healthy(addr);
     }
 
@@ -318,7 +354,7 @@ fn accepts(addr: SocketAddr) -> bool {
 
 #[test]
 fn behind_nginx_both_demos_answer_through_it_and_ctrl_c_stops_nginx_too() {
-    let redis = redis::Redis::start().unwrap_or_else(|why| panic!("{why:#}"));
+    let redis = Redis::start();
     let (mut child, mut lines) = serve_all(&[
         "--instances",
         "2",
@@ -349,11 +385,7 @@ fn behind_nginx_both_demos_answer_through_it_and_ctrl_c_stops_nginx_too() {
     ]
     .map(|label| lines.url_after(label));
     for addr in proxies {
-        assert_eq!(
-            get_status(addr, "/"),
-            "HTTP/1.1 200 OK",
-            "the page via {addr}"
-        );
+        assert_eq!(status(addr, "/"), 200, "the page via {addr}");
         // Through nginx, from an instance that has reached Redis.
         healthy(addr);
     }
@@ -405,52 +437,25 @@ fn nginx_that_cannot_start_stops_all_and_says_why() {
     assert!(last.ends_with("stopped all 4 servers too"), "{stderr}");
 }
 
-/// A TLS client that trusts the certificate in `cert` (PEM) alone, offering `alpn`.
-fn tls_client(cert: &str, alpn: &[&[u8]]) -> rustls::ClientConnection {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
-    let mut roots = rustls::RootCertStore::empty();
-    for der in CertificateDer::pem_file_iter(cert).expect("the certificate is readable") {
-        roots.add(der.expect("PEM")).expect("a root");
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|each| each.to_vec()).collect();
-    let name = ServerName::try_from("localhost").unwrap();
-    rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap()
-}
-
-/// The status line of `GET path` over TLS (HTTP/1.1), trusting `cert` alone.
-fn https_status(addr: SocketAddr, path: &str, cert: &str) -> String {
-    let tcp = TcpStream::connect(addr).expect("the server accepts");
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut tls = rustls::StreamOwned::new(tls_client(cert, &[b"http/1.1"]), tcp);
-    write!(
-        tls,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .expect("the handshake succeeds, with a certificate for localhost");
-    let mut response = Vec::new();
-    // A close without close_notify ends the read with an error: the answer is in.
-    let _ = tls.read_to_end(&mut response);
-    let response = String::from_utf8_lossy(&response);
-    response.lines().next().unwrap_or_default().to_owned()
+/// The status of `GET path` over TLS (HTTP/1.1), trusting `certificate` alone.
+fn https_status(addr: SocketAddr, path: &str, certificate: &Certificate) -> u16 {
+    block_on(async {
+        let tls = certificate.connect(addr, &["http/1.1"]).await;
+        let get = request("GET", path, &[], "");
+        let answer = tokio::time::timeout(Duration::from_secs(10), exchange(tls, &get)).await;
+        answer
+            .expect("an answer in time")
+            .expect("an answer")
+            .status
+    })
 }
 
 /// The protocol the server picks by ALPN when offered HTTP/2 and HTTP/1.1.
-fn alpn_chosen(addr: SocketAddr, cert: &str) -> Option<Vec<u8>> {
-    let mut tcp = TcpStream::connect(addr).expect("the server accepts");
-    let mut client = tls_client(cert, &[b"h2", b"http/1.1"]);
-    while client.is_handshaking() {
-        client
-            .complete_io(&mut tcp)
-            .expect("the handshake succeeds");
-    }
-    client.alpn_protocol().map(<[u8]>::to_vec)
+fn alpn_chosen(addr: SocketAddr, certificate: &Certificate) -> Option<Vec<u8>> {
+    block_on(async {
+        let tls = certificate.connect(addr, &["h2", "http/1.1"]).await;
+        tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
+    })
 }
 
 #[test]
@@ -470,6 +475,11 @@ fn over_tls_both_answer_https_with_the_made_certificate_and_ctrl_c_stops_both() 
     ]
     .map(|label| lines.after(label));
     let cert = lines.after("[xtask] Certificate:");
+    // The key is made beside it (in target/tls/); only the certificate is read.
+    let certificate = Certificate::given(
+        Path::new(&cert),
+        &Path::new(&cert).with_file_name("key.pem"),
+    );
     let addrs = urls.clone().map(|url| {
         let addr = url.strip_prefix("https://").expect("an https:// URL");
         addr.trim_end_matches('/')
@@ -477,14 +487,10 @@ fn over_tls_both_answer_https_with_the_made_certificate_and_ctrl_c_stops_both() 
             .expect("an address")
     });
     for addr in addrs {
-        assert_eq!(https_status(addr, "/", &cert), "HTTP/1.1 200 OK", "{addr}");
+        assert_eq!(https_status(addr, "/", &certificate), 200, "{addr}");
+        assert_eq!(https_status(addr, "/healthz", &certificate), 200, "{addr}");
         assert_eq!(
-            https_status(addr, "/healthz", &cert),
-            "HTTP/1.1 200 OK",
-            "{addr}"
-        );
-        assert_eq!(
-            alpn_chosen(addr, &cert).as_deref(),
+            alpn_chosen(addr, &certificate).as_deref(),
             Some(&b"h2"[..]),
             "{addr}"
         );

@@ -6,9 +6,11 @@
 //! The server runs as its own process so that its resident memory is its own.
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::process::Stdio;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -103,15 +105,29 @@ impl Binary {
         (ticks(11).unwrap_or(0.0) + ticks(12).unwrap_or(0.0)) / 100.0
     }
 
+    /// `/healthz`'s answer: its status, and its body as JSON.
+    pub async fn health(&self) -> (u16, serde_json::Value) {
+        let health = http(self.addr, &request("GET", "/healthz", &[], "")).await;
+        let body = serde_json::from_str(&health.body)
+            .unwrap_or_else(|_| panic!("/healthz answers JSON: {health:?}"));
+        (health.status, body)
+    }
+
     /// How many inputs the server refused for `reason`, from `/metrics`.
     pub async fn refused(&self, reason: Reason) -> u64 {
+        let name = format!("demo_rejected_total{{reason=\"{}\"}}", reason.label());
+        self.metric(&name).await
+    }
+
+    /// The value of `name` (with its labels, if any) in `/metrics`.
+    pub async fn metric(&self, name: &str) -> u64 {
         let metrics = http(self.addr, &request("GET", "/metrics", &[], "")).await;
-        let line = format!("demo_rejected_total{{reason=\"{}\"}} ", reason.label());
+        let line = format!("{name} ");
         metrics
             .body
             .lines()
             .find_map(|each| each.strip_prefix(&line)?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("/metrics lacks {line}"))
+            .unwrap_or_else(|| panic!("/metrics lacks {name}"))
     }
 }
 
@@ -218,6 +234,30 @@ impl Holding {
     pub async fn reached(&self) {
         let _ = self.0.send(()).await;
     }
+}
+
+/// Runs every row of a table as [`check`] does, and fails naming every row
+/// that failed and why: a failing row does not hide the rows after it.
+pub async fn check_table(path: &str, args: &[&str], rows: &[Row]) {
+    let mut failed = Vec::new();
+    for row in rows {
+        let checked = AssertUnwindSafe(check(path, args, row)).catch_unwind();
+        if let Err(panic) = checked.await {
+            let why = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic");
+            failed.push(format!("{}: {why}", row.shape));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failed.len(),
+        rows.len(),
+        failed.join("\n")
+    );
 }
 
 /// Runs `row` against a fresh server started from `path` with `args`: opens

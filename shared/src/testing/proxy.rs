@@ -1,147 +1,12 @@
-//! nginx of the test's own, in front of the test's instances, configured by
-//! the project's `deploy/nginx.conf` itself (linked, not copied), on free
-//! ports, stopped when dropped.
+//! nginx of the test's own in front of the test's instances (see
+//! [`harness::proxy`]), and a rolling restart of instances behind it.
 
-use std::fmt::Write;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+pub use harness::proxy::{Nginx, config, includes, nginx};
+
 use super::PATIENCE;
-
-/// The configuration every deployment uses.
-pub fn config() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nginx.conf")
-}
-
-/// A running nginx.
-pub struct Nginx {
-    child: Child,
-    folder: PathBuf,
-    /// Where it serves the WebSocket demo's instances.
-    pub websocket: SocketAddr,
-    /// Where it serves the event-stream demo's instances.
-    pub sse: SocketAddr,
-}
-
-/// What goes beside `deploy/nginx.conf`: the instances and the ports.
-pub fn includes(
-    websocket: &[SocketAddr],
-    sse: &[SocketAddr],
-    ports: (u16, u16),
-) -> [(&'static str, String); 3] {
-    let upstream = |name: &str, instances: &[SocketAddr]| {
-        let mut text = format!("upstream {name} {{\n    least_conn;\n");
-        for instance in instances {
-            // One failure takes an instance out for 5 s: clients go elsewhere.
-            let _ = writeln!(text, "    server {instance} max_fails=1 fail_timeout=5s;");
-        }
-        text.push_str("}\n");
-        text
-    };
-    let upstreams = upstream("websocket_demo", websocket) + &upstream("sse_demo", sse);
-    [
-        ("upstreams.conf", upstreams),
-        (
-            "listen-websocket.conf",
-            format!("listen 127.0.0.1:{};\n", ports.0),
-        ),
-        (
-            "listen-sse.conf",
-            format!("listen 127.0.0.1:{};\n", ports.1),
-        ),
-    ]
-}
-
-impl Nginx {
-    /// Starts nginx in front of these instances (a list may be empty: its
-    /// upstream then points nowhere).
-    pub fn start(websocket: &[SocketAddr], sse: &[SocketAddr]) -> Nginx {
-        let folder =
-            std::env::temp_dir().join(format!("demo-nginx-{}-{}", std::process::id(), free_port()));
-        std::fs::create_dir_all(folder.join("tmp")).expect("a folder for nginx");
-        let nowhere = [SocketAddr::from(([127, 0, 0, 1], 9))];
-        let pick = |list: &[SocketAddr]| {
-            if list.is_empty() {
-                nowhere.to_vec()
-            } else {
-                list.to_vec()
-            }
-        };
-        let ports = (free_port(), free_port());
-        for (name, text) in includes(&pick(websocket), &pick(sse), ports) {
-            std::fs::write(folder.join(name), text).expect("an include is written");
-        }
-        std::os::unix::fs::symlink(config(), folder.join("nginx.conf")).expect("the link is made");
-        let child = Command::new(nginx())
-            .arg("-e")
-            .arg("stderr")
-            .arg("-p")
-            .arg(&folder)
-            .arg("-c")
-            .arg(folder.join("nginx.conf"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|error| panic!("cannot start nginx: {error} (apt-get install nginx)"));
-        let nginx = Nginx {
-            child,
-            folder,
-            websocket: SocketAddr::from(([127, 0, 0, 1], ports.0)),
-            sse: SocketAddr::from(([127, 0, 0, 1], ports.1)),
-        };
-        let deadline = Instant::now() + PATIENCE;
-        while std::net::TcpStream::connect(nginx.websocket).is_err()
-            || std::net::TcpStream::connect(nginx.sse).is_err()
-        {
-            assert!(Instant::now() < deadline, "nginx did not start listening");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        nginx
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // TERM, so that the master stops its workers too (a killed master
-        // would leave them running).
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + PATIENCE;
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.folder);
-    }
-}
-
-/// Debian's nginx: on the path for root, in /usr/sbin for others.
-pub fn nginx() -> &'static str {
-    if Path::new("/usr/sbin/nginx").exists() {
-        "/usr/sbin/nginx"
-    } else {
-        "nginx"
-    }
-}
-
-/// A free port below the kernel's ephemeral range (32768 and up), where the
-/// servers' port 0 and outgoing connections take theirs: nothing started
-/// meanwhile takes it first.
-pub fn free_port() -> u16 {
-    for attempt in 0..100u64 {
-        let random = std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), attempt);
-        let port = 20_000 + (random % 12_000) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port between 20000 and 32000")
-}
 
 /// What one client of a rolling restart saw.
 #[derive(Default)]
@@ -231,9 +96,9 @@ pub async fn rolling_restart(binary: &str, websocket: bool, clients: usize, clie
         .map(|instance| instance.addr)
         .collect();
     let nginx = if websocket {
-        Nginx::start(&addrs, &[])
+        Nginx::start(&addrs, &[]).await
     } else {
-        Nginx::start(&[], &addrs)
+        Nginx::start(&[], &addrs).await
     };
     let front = if websocket {
         nginx.websocket
@@ -269,7 +134,11 @@ pub async fn rolling_restart(binary: &str, websocket: bool, clients: usize, clie
         assert!(status.success(), "instance {index} exited with {status}");
         // Back on its own port, where nginx looks for it.
         *instance = Some(start(port).await);
-        // Let its clients find their way back before the next goes.
+        // The restart's pace, not a wait for a state: the next goes half a
+        // second later, its clients back or not. (Waiting until every client
+        // is back spaces the restarts by 1 to 3 s, and then nginx's
+        // `max_fails=1 fail_timeout=5s` can take all three out at once: it
+        // lets one WebSocket a worker through every 5 s until one ends.)
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 

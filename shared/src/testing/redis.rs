@@ -1,146 +1,43 @@
-//! A Redis server of the test's own: `redis-server` on a free port, keeping
-//! nothing on disk, stopped (and its files removed) when dropped. A test may
-//! stop it and start it again on the same port to inject faults.
+//! A Redis server of the test's own (see [`harness::redis`]), and what a
+//! test writes into it by hand.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+pub use harness::redis::Redis;
 
-use super::PATIENCE;
+use crate::core::EventId;
 
-/// A running (or stopped) `redis-server` of this test's.
-pub struct Redis {
-    child: Option<Child>,
-    port: u16,
-    folder: PathBuf,
-}
-
-impl Redis {
-    /// Starts `redis-server` on a free port of 127.0.0.1.
-    pub fn start() -> Redis {
-        // A port nobody listens on now; another test could take it before
-        // Redis does, so try a few.
-        for _ in 0..5 {
-            let port = free_port();
-            let folder =
-                std::env::temp_dir().join(format!("demo-redis-{}-{port}", std::process::id()));
-            let mut redis = Redis {
-                child: None,
-                port,
-                folder,
-            };
-            if redis.try_start() {
-                return redis;
-            }
-        }
-        panic!("redis-server did not start on any of 5 free ports");
+/// Broadcasts `count` messages of `message` with the ids after `after`, by
+/// appending them to `stream` as another instance would: how a test makes a
+/// server binary given `--redis` broadcast what the test chooses (what a
+/// client sends is only ever broadcast as Something changed). A few at a
+/// time, each time once `caught_up(the last seq so far)` holds, so that
+/// readers that keep up are never left a whole queue behind.
+pub async fn broadcast(
+    redis: &Redis,
+    stream: &str,
+    after: EventId,
+    count: u64,
+    message: &str,
+    mut caught_up: impl FnMut(u64) -> bool,
+) {
+    // A Lua script appends a chunk in one step; the server's reader takes it
+    // as it would another instance's entries.
+    const APPEND: &str = "for seq = tonumber(ARGV[2]), tonumber(ARGV[3]) do \
+        redis.call('XADD', KEYS[1], ARGV[1] .. '-' .. seq, 'message', ARGV[4]) end";
+    // Well below the 1024 broadcasts a client may fall behind by default.
+    const CHUNK: u64 = 256;
+    let run = after.run.to_string();
+    let mut first = after.seq + 1;
+    let end = after.seq + count;
+    while first <= end {
+        let last = (first + CHUNK - 1).min(end);
+        let (from, to) = (first.to_string(), last.to_string());
+        let said = redis.cli(&["EVAL", APPEND, "1", stream, &run, &from, &to, message]);
+        assert!(
+            !said.starts_with("ERR"),
+            "appending to {stream} failed: {said}"
+        );
+        let what = format!("the readers read up to {run}-{last}");
+        super::eventually(&what, || caught_up(last)).await;
+        first = last + 1;
     }
-
-    /// `redis://127.0.0.1:PORT/`
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    /// Kills it: clients see their connections drop, and everything it held
-    /// is gone (it keeps nothing on disk).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Freezes it (SIGSTOP): connections stay open, and nothing is answered
-    /// until [`Redis::resume`].
-    pub fn pause(&self) {
-        self.signal("-STOP");
-    }
-
-    /// Thaws a paused server: it answers everything sent meanwhile.
-    pub fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, signal: &str) {
-        let child = self.child.as_ref().expect("redis-server is running");
-        let status = Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill {signal} redis-server failed");
-    }
-
-    /// Starts it again, empty, on the same port.
-    pub fn restart(&mut self) {
-        self.stop();
-        let deadline = Instant::now() + PATIENCE;
-        while !self.try_start() {
-            assert!(Instant::now() < deadline, "redis-server did not come back");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Runs one command with `redis-cli`, returning what it printed.
-    pub fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli runs (it comes with redis-server)");
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    }
-
-    fn try_start(&mut self) -> bool {
-        let _ = std::fs::create_dir_all(&self.folder);
-        let spawned = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .arg("--dir")
-            .arg(&self.folder)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut child = match spawned {
-            Ok(child) => child,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => panic!(
-                "redis-server is not installed: apt-get install redis-server (bash .ci/run does)"
-            ),
-            Err(error) => panic!("cannot start redis-server: {error}"),
-        };
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                // Someone else's server on this port answers too: ours must
-                // still be running.
-                std::thread::sleep(Duration::from_millis(20));
-                if child.try_wait().ok().flatten().is_none() {
-                    self.child = Some(child);
-                    return true;
-                }
-            }
-            if child.try_wait().ok().flatten().is_some() || Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.folder);
-    }
-}
-
-fn free_port() -> u16 {
-    super::proxy::free_port()
 }

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::tls::Certificate;
-use super::{PATIENCE, Response, Tally, dechunk, is_complete, parse_response};
+use super::{PATIENCE, Response, Tally, dechunk, is_complete};
 use crate::app::Server;
 use crate::policy::Reason;
 
@@ -217,7 +217,7 @@ impl Reader {
             loop {
                 if let Some(end) = self.read.windows(4).position(|four| four == b"\r\n\r\n") {
                     let head: Vec<u8> = self.read.drain(..end + 4).collect();
-                    return Ok(parse_response(&head));
+                    return harness::http::parse(&head).map_err(|why| why.to_string());
                 }
                 if !self.more().await {
                     let read = String::from_utf8_lossy(&self.read);
@@ -252,7 +252,7 @@ impl Reader {
             .map_err(|_| format!("the body of {head:?} did not come in time"))?;
         // What is left belongs to the next answer.
         self.read.clear();
-        Ok(parse_response(&raw))
+        harness::http::parse(&raw).map_err(|why| why.to_string())
     }
 
     /// The body of event stream `head` as it comes for `wait`, or until it
@@ -276,7 +276,7 @@ impl Reader {
     }
 }
 
-/// `head` written out again, for [`is_complete`] and [`parse_response`].
+/// `head` written out again, to be read with its body.
 fn head_bytes(head: &Response) -> Vec<u8> {
     let mut text = format!("HTTP/1.1 {} -\r\n", head.status);
     for (name, value) in &head.headers {

@@ -191,7 +191,12 @@ impl RawSocket {
     /// Just the handshake: nothing is read after the 101, not even the
     /// greeting, as a client that stalls or never answers.
     pub async fn handshake(addr: SocketAddr) -> RawSocket {
-        let mut stream = TcpStream::connect(addr).await.expect("the server accepts");
+        let stream = TcpStream::connect(addr).await.expect("the server accepts");
+        RawSocket::handshake_on(stream).await
+    }
+
+    /// The handshake on a connection the test made itself.
+    pub async fn handshake_on(mut stream: TcpStream) -> RawSocket {
         stream
             .write_all(format!("{UPGRADE}{KEY}{V13}\r\n").as_bytes())
             .await
@@ -204,7 +209,11 @@ impl RawSocket {
 
     /// The handshake, then the greeting.
     pub async fn open(addr: SocketAddr) -> RawSocket {
-        let mut socket = RawSocket::handshake(addr).await;
+        RawSocket::greeted(RawSocket::handshake(addr).await).await
+    }
+
+    /// `socket`, once it has read the greeting.
+    pub async fn greeted(mut socket: RawSocket) -> RawSocket {
         let (opcode, gotcha) = socket.read_frame().await.expect("the greeting");
         assert_eq!(
             (opcode, gotcha.as_slice()),

@@ -1,24 +1,22 @@
 //! How the bench's clients talk to a server: a TCP connection from a source
 //! address of their own, TLS if asked, then a WebSocket or an event stream;
-//! and the sender, which broadcasts through one server.
+//! and the connection of the sender (`sender.rs`), which broadcasts through
+//! one server.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpSocket;
-use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::sender::Sender;
 use crate::servers::Kind;
 
 /// A connection, with or without TLS.
@@ -197,115 +195,6 @@ pub async fn next_line<R: tokio::io::AsyncBufRead + Unpin>(
         bail!("the server closed the connection");
     }
     Ok(())
-}
-
-/// What the sender sends: the server broadcasts "Something changed" for it.
-const BODY: &str = r#"{"message":"bench"}"#;
-
-/// Sends a run's broadcasts: over a WebSocket, or as POSTs to `/api`; and
-/// hears which the server refused (a busy backplane, say), which were then
-/// not broadcast.
-pub struct Sender {
-    way: Way,
-    refused: Arc<Mutex<Vec<String>>>,
-}
-
-enum Way {
-    /// The replies, read by a task of their own until the socket closes.
-    WebSocket(
-        SplitSink<WebSocketStream<Connection>, Message>,
-        JoinHandle<()>,
-    ),
-    Api(BufReader<Connection>),
-}
-
-impl Sender {
-    fn websocket(socket: WebSocketStream<Connection>) -> Sender {
-        let refused = Arc::new(Mutex::new(Vec::new()));
-        let (sink, mut replies) = socket.split();
-        let heard = refused.clone();
-        // Also keeps the sender's own copies of the broadcasts from piling
-        // up in the server.
-        let reader = tokio::spawn(async move {
-            while let Some(Ok(reply)) = replies.next().await {
-                if let Message::Text(text) = reply
-                    && text.starts_with("{\"error\"")
-                {
-                    lock(&heard).push(text.to_string());
-                }
-            }
-        });
-        Sender {
-            way: Way::WebSocket(sink, reader),
-            refused,
-        }
-    }
-
-    fn api(stream: Connection) -> Sender {
-        Sender {
-            way: Way::Api(BufReader::new(stream)),
-            refused: Arc::default(),
-        }
-    }
-
-    /// Sends one message; for a POST, reads its answer too.
-    pub async fn send(&mut self) -> Result<()> {
-        match &mut self.way {
-            Way::WebSocket(sink, _) => sink.send(Message::text(BODY)).await?,
-            Way::Api(reader) => {
-                let request = format!(
-                    "POST /api HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-                     Content-Length: {}\r\n\r\n{BODY}",
-                    BODY.len()
-                );
-                reader.get_mut().write_all(request.as_bytes()).await?;
-                // Read the answer before the next: its head, then its body.
-                let mut line = String::new();
-                next_line(reader, &mut line).await?;
-                let status = line.trim_end().to_owned();
-                let mut length = 0;
-                loop {
-                    next_line(reader, &mut line).await?;
-                    let lower = line.to_ascii_lowercase();
-                    if let Some(value) = lower.strip_prefix("content-length:") {
-                        length = value.trim().parse().unwrap_or(0);
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).await?;
-                if !status.starts_with("HTTP/1.1 200") {
-                    let body = String::from_utf8_lossy(&body);
-                    lock(&self.refused).push(format!("{status}: {body}"));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// What the server said of the messages it refused, so far.
-    pub fn refused(&self) -> Vec<String> {
-        lock(&self.refused).clone()
-    }
-
-    /// Closes cleanly: closing a socket with unread data resets it, and the
-    /// server could lose the last messages still in its buffer. What the
-    /// server refused, in the end.
-    pub async fn close(self) -> Vec<String> {
-        if let Way::WebSocket(mut sink, reader) = self.way {
-            let _ = sink.close().await;
-            let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
-        }
-        lock(&self.refused).clone()
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! connecting the clients (in their own processes), broadcasting through the
 //! first server while every client listens, and collecting what arrived.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -9,15 +10,17 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tokio::time::{Instant, sleep_until, timeout_at};
 
+use super::accounting::Accounting;
 use super::clients::{self, Dialer};
-use super::report::Numbers;
+use super::report::{Connecting, Numbers};
+use super::sender::Account;
 use super::system::{self, cpu_seconds, resident_bytes, unix_micros};
 use super::wire::{FromWorker, Outcome, Plan, ToWorker};
 use super::workers::Workers;
 use super::{LIMIT, SERVER_CORE};
 use crate::flags;
-use crate::servers::tls::Certificate;
 use crate::servers::{self, Demo, Instance, Kind, Server};
+use harness::tls::Certificate;
 
 /// What every run of one `cargo xtask bench` shares.
 pub struct Env {
@@ -60,7 +63,7 @@ pub async fn measure(
                 _ => Instance::Nth(n),
             };
             let redis = setup.redis.map(|url| (url, stream.as_str()));
-            targets.push(Target::start(demo, instance, flags.clients, redis, env).await?);
+            targets.push(Target::start(demo, instance, flags, redis, env).await?);
         }
         run_clients(demo.kind, flags, env, &targets).await
     }
@@ -87,34 +90,26 @@ impl Target {
     async fn start(
         demo: &'static Demo,
         instance: Instance,
-        clients: usize,
+        flags: &flags::Bench,
         redis: Option<(&str, &str)>,
         env: &Env,
     ) -> Result<Target> {
         // Only the benchmark's own messages: no ticks (with Redis they fall
         // on the clock's slots of the interval, so a day's: at midnight UTC
-        // only), and no limits in the way (the clients come from a few
-        // addresses, so the cap per address goes up too).
-        let mut args: Vec<String> = [
-            "--port",
-            "0",
-            "--interval",
-            "1440m",
-            "--rate",
-            "1000000",
-            "--burst",
-            "1000000",
-            "--client-queue",
-            "4096",
-        ]
-        .iter()
-        .map(|arg| arg.to_string())
-        .chain(["--max-clients".into(), (clients + 10).to_string()])
-        .chain([
-            "--max-clients-per-address".into(),
-            (clients + 10).to_string(),
-        ])
-        .collect();
+        // only), and no limits in the way unless asked (the clients come
+        // from a few addresses, so the cap per address goes up too).
+        let most = (flags.clients + 10).to_string();
+        let own = [
+            ("--rate", "1000000"),
+            ("--burst", "1000000"),
+            ("--client-queue", "4096"),
+            ("--max-clients", &most),
+            ("--max-clients-per-address", &most),
+        ];
+        let mut args: Vec<String> = ["--port", "0", "--interval", "1440m"]
+            .map(String::from)
+            .to_vec();
+        args.extend(server_options(&own, &flags.server_options));
         if let Some((url, stream)) = redis {
             args.extend(["--redis", url, "--redis-stream", stream].map(String::from));
         }
@@ -133,6 +128,21 @@ impl Target {
         }
         Ok(Target { server, addr, pid })
     }
+}
+
+/// The servers' options: the bench's `own`, but for those `given` sets
+/// again, then `given`.
+fn server_options(own: &[(&str, &str)], given: &[String]) -> Vec<String> {
+    let replaced = |flag: &str| {
+        given
+            .iter()
+            .any(|option| option.split('=').next() == Some(flag))
+    };
+    own.iter()
+        .filter(|(flag, _)| !replaced(flag))
+        .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
+        .chain(given.iter().cloned())
+        .collect()
 }
 
 /// Deletes the keys of a run's stream with `redis-cli`, which comes with
@@ -225,9 +235,10 @@ async fn run_clients(
         .collect();
 
     let connecting = Instant::now();
+    let connecting_from_ms = unix_micros() / 1000;
     let mut workers = Workers::start(&env.client_exe, plans).await?;
     let measured = async {
-        connect(&mut workers, limit).await?;
+        let greeted = connect(&mut workers, limit).await?;
         let connected_in = connecting.elapsed();
         let meter = Meter {
             servers: server_pids.clone(),
@@ -253,6 +264,7 @@ async fn run_clients(
             client_processes: workers.len(),
             source_addresses: clients::sources(flags.clients),
             connected_in,
+            connecting: Connecting::new(&greeted, connecting_from_ms),
             memory_before,
             memory_with_clients,
             client_memory,
@@ -269,8 +281,13 @@ async fn run_clients(
                 .iter()
                 .map(|(from, to)| Duration::from_micros(to - from))
                 .collect(),
+            accounting: Accounting::new(
+                &delivered.account,
+                &delivered.outcome,
+                flags.messages,
+                flags.clients,
+            ),
             outcome: delivered.outcome,
-            refused: delivered.refused,
             cores: env.cores,
             pinned: env.pinned,
             memory_total,
@@ -310,12 +327,13 @@ impl Meter {
 }
 
 /// Each broadcast's fan-out, in µs since the epoch: from its send to its
-/// last receipt (none for a broadcast no client got).
+/// last receipt (none for a broadcast no client got, or whose send is not
+/// known).
 fn fanouts(sent_us: &[u64], last_by_seq: &[u64]) -> Vec<(u64, u64)> {
     sent_us
         .iter()
         .zip(last_by_seq)
-        .filter(|(_, last)| **last > 0)
+        .filter(|(sent, last)| **sent > 0 && **last > 0)
         .map(|(sent, last)| (*sent, (*last).max(*sent)))
         .collect()
 }
@@ -335,14 +353,20 @@ fn fanning_out(fanouts: &[(u64, u64)]) -> Duration {
     Duration::from_micros(total)
 }
 
-/// Waits until every client process says its clients are connected; the
-/// first that cannot connect one ends the wait.
-async fn connect(workers: &mut Workers, limit: Duration) -> Result<()> {
+/// Waits until every client process says its clients are connected (the
+/// first that cannot connect one ends the wait): how many were greeted in
+/// each millisecond since the epoch.
+async fn connect(workers: &mut Workers, limit: Duration) -> Result<BTreeMap<u64, u32>> {
     let deadline = Instant::now() + limit;
-    let mut connected = 0;
+    let (mut connected, mut all) = (0, BTreeMap::new());
     while connected < workers.len() {
         match timeout_at(deadline, workers.next()).await {
-            Ok(Some((_, FromWorker::Connected))) => connected += 1,
+            Ok(Some((_, FromWorker::Connected { greeted }))) => {
+                connected += 1;
+                for (ms, count) in greeted {
+                    *all.entry(ms).or_insert(0) += count;
+                }
+            }
             Ok(Some((n, FromWorker::Failed { error }))) => {
                 bail!("a client of client process {n} could not connect: {error}")
             }
@@ -355,23 +379,26 @@ async fn connect(workers: &mut Workers, limit: Duration) -> Result<()> {
             ),
         }
     }
-    Ok(())
+    Ok(all)
 }
 
-/// What the clients received, when the first broadcast went out, what the
-/// server refused, and the CPU time when the last delivery was counted.
+/// What the clients received, when the first broadcast went out, what
+/// became of each message, and the CPU time when the last delivery was
+/// counted.
 struct Delivered {
     outcome: Outcome,
     first_sent_us: u64,
-    /// When each broadcast was sent, from 1, in µs since the epoch.
+    /// When each broadcast was sent, by its number from 1, in µs since the
+    /// epoch (0: not known).
     sent_us: Vec<u64>,
-    refused: Vec<String>,
+    account: Account,
     cpu: CpuTime,
 }
 
 /// Sends the broadcasts at the chosen rate, telling the client processes when
-/// each went out, until all of them have received everything, or two minutes
-/// after the last send (what is missing then is lost).
+/// each went out, until all of them have received everything (or everything
+/// the sender knows was broadcast, once it has stopped), or two minutes after
+/// the last send (what is missing then is lost).
 async fn deliver(
     kind: Kind,
     flags: &flags::Bench,
@@ -393,33 +420,62 @@ async fn deliver(
     let mut received = vec![0; workers.len()];
     let mut outcomes: Vec<Option<Outcome>> = vec![None; workers.len()];
     let (mut sent, mut first_sent_us) = (0, 0);
-    let mut sent_us = Vec::with_capacity(flags.messages);
+    let mut sent_us = vec![0; flags.messages];
     // Taken whenever more deliveries are counted: the time after the last
     // one is waiting, not work.
     let mut cpu = meter.cpu();
     let mut counted = 0;
-    let mut told_refused = 0;
+    let (mut told_refused, mut stopped) = (false, false);
     while outcomes.iter().any(Option::is_none) {
+        let account = sender.account();
+        if let Some(first) = account.refused.first()
+            && !told_refused
+        {
+            say!("  ... the server refused a message: {first}");
+            told_refused = true;
+        }
+        if !stopped && (account.cut_off.is_some() || sent == flags.messages) {
+            stopped = true;
+            receiving_limit = receiving_limit.min(Instant::now() + LIMIT);
+            if let Some(cut) = &account.cut_off {
+                say!(
+                    "  ... the sender was cut off after {} messages ({cut}): it sends no more",
+                    account.sent
+                );
+            }
+        }
+        // Once the sender has stopped and heard every answer, the broadcasts
+        // it knows of are all there will be: no need to wait for the others.
+        let broadcasts = account.broadcast.len();
+        let arrived: u64 = received.iter().sum();
+        if stopped
+            && account.settled()
+            && broadcasts < flags.messages
+            && arrived >= (flags.clients * broadcasts) as u64
+            && reporting_limit.is_none()
+        {
+            workers.tell_all(&ToWorker::Finish).await?;
+            reporting_limit = Some(Instant::now() + Duration::from_secs(30));
+        }
         tokio::select! {
-            _ = ticks.tick(), if sent < flags.messages => {
+            _ = ticks.tick(), if !stopped => {
                 sent += 1;
                 let at_us = unix_micros();
                 if sent == 1 {
                     first_sent_us = at_us;
                 }
-                sent_us.push(at_us);
-                timeout_at(sending_limit, sender.send())
-                    .await
-                    .context("sending took too long")?
-                    .context("sender")?;
-                workers.tell_all(&ToWorker::Sent { seq: sent, at_us }).await?;
-                let refused = sender.refused();
-                if refused.len() > told_refused {
-                    say!("  ... the server refused a message: {}", refused[refused.len() - 1]);
-                    told_refused = refused.len();
-                }
-                if sent == flags.messages {
-                    receiving_limit = Instant::now() + LIMIT;
+                let seq = match timeout_at(sending_limit, sender.send()).await {
+                    Ok(seq) => seq,
+                    Err(_) => {
+                        sender.give_up(format!("the server took no message for {LIMIT:?}"));
+                        None
+                    }
+                };
+                if let Some(seq) = seq
+                    && let Some(slot) = seq.checked_sub(1).and_then(|at| sent_us.get_mut(at))
+                {
+                    *slot = at_us;
+                    workers.tell_all(&ToWorker::Sent { seq, at_us }).await?;
                 }
             }
             heard = workers.next() => {
@@ -430,7 +486,7 @@ async fn deliver(
                         outcomes[n] = Some(outcome);
                     }
                     Some((n, FromWorker::Failed { error })) => bail!("client process {n}: {error}"),
-                    Some((_, FromWorker::Connected)) => {}
+                    Some((_, FromWorker::Connected { .. })) => {}
                     None => bail!("the client processes stopped"),
                 }
                 let now: u64 = received.iter().sum();
@@ -444,7 +500,12 @@ async fn deliver(
                 say!("  ... {received} of {expected} deliveries after {after:.0} s");
             }
             () = sleep_until(receiving_limit), if reporting_limit.is_none() => {
-                say!("  ... not everything arrived within {LIMIT:?} of the last send: the rest is lost");
+                let Account { sent, broadcast, refused, .. } = sender.account();
+                let waiting = sent.saturating_sub(broadcast.len() + refused.len());
+                say!(
+                    "  ... not everything arrived within {LIMIT:?} of the last send, and {waiting} \
+                     messages are still unanswered: the rest is lost"
+                );
                 workers.tell_all(&ToWorker::Finish).await?;
                 reporting_limit = Some(Instant::now() + Duration::from_secs(30));
             }
@@ -453,7 +514,7 @@ async fn deliver(
             }
         }
     }
-    let refused = sender.close().await;
+    let account = sender.close().await;
     let mut outcome = Outcome::default();
     for each in outcomes.iter().flatten() {
         outcome.add(each);
@@ -462,7 +523,7 @@ async fn deliver(
         outcome,
         first_sent_us,
         sent_us,
-        refused,
+        account,
         cpu,
     })
 }
@@ -473,10 +534,34 @@ mod tests {
 
     #[test]
     fn overlapping_fan_outs_count_once() {
-        let spans = fanouts(&[0, 10, 20, 30], &[5, 25, 22, 0]);
-        assert_eq!(spans, [(0, 5), (10, 25), (20, 22)]);
-        assert_eq!(fanning_out(&spans), Duration::from_micros(20));
+        // The last was received, but when it was sent is not known.
+        let spans = fanouts(&[1, 10, 20, 30, 0], &[5, 25, 22, 0, 40]);
+        assert_eq!(spans, [(1, 5), (10, 25), (20, 22)]);
+        assert_eq!(fanning_out(&spans), Duration::from_micros(19));
         assert_eq!(fanning_out(&[]), Duration::ZERO);
+    }
+
+    #[test]
+    fn options_given_for_the_servers_replace_the_benchs_own() {
+        let own = [
+            ("--rate", "1000000"),
+            ("--burst", "1000000"),
+            ("--replay", "9"),
+        ];
+        let given = ["--rate", "2", "--burst=3", "--heartbeat", "5s"].map(String::from);
+        assert_eq!(
+            server_options(&own, &given),
+            [
+                "--replay",
+                "9",
+                "--rate",
+                "2",
+                "--burst=3",
+                "--heartbeat",
+                "5s"
+            ]
+        );
+        assert_eq!(server_options(&own[2..], &[]), ["--replay", "9"]);
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! What a run measured, as the lines the bench prints and as the figures
 //! `--json` writes; and what held the run back.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::accounting::Accounting;
 use super::wire::Outcome;
 
 /// What one run measured.
@@ -17,6 +19,8 @@ pub struct Numbers {
     pub client_processes: usize,
     pub source_addresses: usize,
     pub connected_in: Duration,
+    /// Clients connected over that time.
+    pub connecting: Connecting,
     /// Of every server together.
     pub memory_before: u64,
     pub memory_with_clients: u64,
@@ -38,8 +42,8 @@ pub struct Numbers {
     /// The time some broadcast was fanning out (their union).
     pub fanning_out: Duration,
     pub outcome: Outcome,
-    /// What the server said of each message it refused to broadcast.
-    pub refused: Vec<String>,
+    /// What became of each message: broadcast, refused, never sent...
+    pub accounting: Accounting,
     /// The machine: its cores (for the clients and servers together), and
     /// whether they had one each.
     pub cores: usize,
@@ -159,6 +163,20 @@ impl Numbers {
     }
 
     pub fn print(&self, title: &str) {
+        for line in self.lines(title) {
+            say!("{line}");
+        }
+    }
+
+    /// The results, a line each: the title, then, first when the sender did
+    /// not get every message broadcast, what happened to it.
+    fn lines(&self, title: &str) -> Vec<String> {
+        let mut lines = vec![title.to_owned()];
+        lines.extend(
+            self.accounting
+                .headline()
+                .map(|headline| format!("  {headline}")),
+        );
         let clients = self.clients;
         let (memory, cpu) = match self.servers {
             1 => ("server memory".to_owned(), "server CPU time".to_owned()),
@@ -168,8 +186,7 @@ impl Numbers {
             ),
         };
         let percentile = |p: f64| format!("{:.2} ms", self.latency_ms(p));
-        say!("{title}");
-        say!(
+        lines.push(format!(
             "  {clients} clients connected in {:.2} s ({:.0} a second), from {} client \
              process{} and {} source address{}",
             self.connected_in.as_secs_f64(),
@@ -178,47 +195,59 @@ impl Numbers {
             plural(self.client_processes, "es"),
             self.source_addresses,
             plural(self.source_addresses, "es"),
-        );
-        say!(
+        ));
+        lines.push(format!(
             "  {memory}: {:.1} MiB before, {:.1} MiB with every client: {:.1} KiB per connection",
             mib(self.memory_before),
             mib(self.memory_with_clients),
             self.bytes_per_connection() / 1024.0
-        );
-        say!(
-            "  {} broadcasts at {}/s: {} deliveries in {:.2} s = {:.0} deliveries a second",
-            self.messages,
+        ));
+        let sent = match self.accounting.broadcast.len() {
+            all if all == self.messages => format!("{all} broadcasts"),
+            some => format!("{} messages ({some} broadcast)", self.messages),
+        };
+        lines.push(format!(
+            "  {sent} at {}/s: {} deliveries in {:.2} s = {:.0} deliveries a second",
             self.rate,
             self.delivered(),
             self.delivering.as_secs_f64(),
             self.deliveries_per_second()
-        );
-        say!(
+        ));
+        lines.push(format!(
             "  {cpu}: {:.2} s connecting ({:.1} µs a connection), {:.2} s delivering \
              ({:.2} µs a delivery)",
             self.server_cpu_connecting,
             self.server_us_per_connection(),
             self.server_cpu_delivering,
             self.server_us_per_delivery()
-        );
-        say!(
+        ));
+        lines.push(format!(
             "  latency from send to receipt: p50 {}, p90 {}, p99 {}, max {}",
             percentile(0.50),
             percentile(0.90),
             percentile(0.99),
             percentile(1.0)
-        );
-        say!(
+        ));
+        lines.push(format!(
             "  a broadcast reached every client in {:.0} ms (median; slowest {:.0} ms); \
              some broadcast was fanning out {:.2} s of the {:.2} s",
             self.fanout(0.5).as_secs_f64() * 1000.0,
             self.fanout(1.0).as_secs_f64() * 1000.0,
             self.fanning_out.as_secs_f64(),
             self.delivering.as_secs_f64()
-        );
-        self.print_losses();
-        say!("  limited by: {}", self.limit());
-        say!(
+        ));
+        lines.extend(self.accounting.lines(clients));
+        for (why, count) in &self.outcome.ended {
+            lines.push(format!("  {count} clients stopped early: {why}"));
+        }
+        if self.outcome.unexpected > 0 {
+            lines.push(format!(
+                "  {} broadcasts came twice to a client, or were not the bench's",
+                self.outcome.unexpected
+            ));
+        }
+        lines.push(format!("  limited by: {}", self.limit()));
+        lines.push(format!(
             "  room: memory {:.1} GiB available of {:.1} with every client (clients: {:.0} MiB, \
              {:.1} KiB each); descriptors {} clients a server of {}, {} a client process of {}",
             gib(self.memory_available),
@@ -229,63 +258,19 @@ impl Numbers {
             self.server_capacity,
             clients.div_ceil(self.client_processes),
             self.client_process_capacity,
-        );
+        ));
         let per_delivery = self.server_us_per_delivery();
         if per_delivery > 0.0 {
             let broadcast_ms = per_delivery * clients as f64 / 1000.0;
-            say!(
+            lines.push(format!(
                 "  so: a server core delivers ~{:.0} a second; a broadcast to all {clients} \
                  costs {broadcast_ms:.0} ms of server CPU, so every server core added (clients \
                  elsewhere) keeps up with ~{:.1} more broadcasts a second to all of them",
                 1e6 / per_delivery,
                 1000.0 / broadcast_ms
-            );
+            ));
         }
-    }
-
-    fn print_losses(&self) {
-        if let Some(first) = self.refused.first() {
-            say!(
-                "  REFUSED: the server did not broadcast {} of the {} messages sent (the first \
-                 said {first}); it may have published some all the same (a timeout), so \
-                 broadcasts may be missing below, and latencies be off by a send",
-                self.refused.len(),
-                self.messages
-            );
-        }
-        let outcome = &self.outcome;
-        let lost = outcome.lost();
-        if lost == 0 && outcome.unexpected == 0 {
-            say!(
-                "  lost: none: each of the {} clients got all {} broadcasts",
-                self.clients,
-                self.messages
-            );
-            return;
-        }
-        let by_broadcast: Vec<String> = outcome
-            .missing
-            .iter()
-            .enumerate()
-            .filter(|(_, missing)| **missing > 0)
-            .map(|(index, missing)| format!("#{}: {missing}", index + 1))
-            .collect();
-        say!(
-            "  LOST: {lost} deliveries of {}; {} clients missed some (clients missing each \
-             broadcast: {})",
-            self.clients * self.messages,
-            outcome.short,
-            by_broadcast.join(", ")
-        );
-        for (why, count) in &outcome.ended {
-            say!("  {count} clients stopped early: {why}");
-        }
-        if outcome.unexpected > 0 {
-            say!(
-                "  {} broadcasts came twice to a client, or were not the bench's",
-                outcome.unexpected
-            );
-        }
+        lines
     }
 
     /// The figures `--json` keeps of this run.
@@ -312,12 +297,21 @@ impl Numbers {
                 p99: ms(0.99),
                 max: ms(1.0),
             },
+            latency_percentiles: Percentiles {
+                ms: percents()
+                    .iter()
+                    .map(|percent| ms(percent / 100.0))
+                    .collect(),
+                percent: percents(),
+            },
+            connecting: self.connecting.clone(),
             fanout_ms: Fanout {
                 median: round(self.fanout(0.5).as_secs_f64() * 1000.0, 1),
                 max: round(self.fanout(1.0).as_secs_f64() * 1000.0, 1),
             },
             lost: self.outcome.lost(),
-            refused: self.refused.len(),
+            refused: self.accounting.refused_count(),
+            sender: self.accounting.clone(),
             server_cores_busy: round(busy.servers, 3),
             client_cores_busy: round(busy.clients, 3),
             other_cores_busy: round(busy.others, 3),
@@ -354,11 +348,19 @@ pub struct Figures {
     /// The servers' CPU time while the clients connected, a client.
     pub server_cpu_us_per_connection: f64,
     pub latency_ms: Latency,
+    /// The whole distribution of the latencies, for the charts.
+    pub latency_percentiles: Percentiles,
+    /// Clients connected over time while they connected, for the charts.
+    pub connecting: Connecting,
     /// From a broadcast's send to its last receipt, over the broadcasts.
     pub fanout_ms: Fanout,
+    /// Deliveries that did not happen: of messages never broadcast, and of
+    /// broadcasts clients did not get (`sender` tells which).
     pub lost: u64,
     /// Messages the sender sent that the server refused to broadcast.
     pub refused: usize,
+    /// What became of every message, and how the sender's connection ended.
+    pub sender: Accounting,
     pub server_cores_busy: f64,
     pub client_cores_busy: f64,
     /// Other processes on the machine, over the whole delivery.
@@ -366,7 +368,16 @@ pub struct Figures {
     pub limited_by: String,
 }
 
-#[derive(Debug, Serialize)]
+impl Figures {
+    /// Why this run fails the bench, if it does: messages never broadcast
+    /// (and why), or broadcasts not delivered.
+    pub fn failure(&self) -> Option<String> {
+        let why = self.sender.failure()?;
+        Some(format!("{} ({}): {why}", self.server, self.setup))
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     pub p50: f64,
     pub p90: f64,
@@ -380,9 +391,67 @@ pub struct Fanout {
     pub max: f64,
 }
 
+/// The shares of the deliveries (in %) whose latency `--json` keeps: every
+/// percent, and the tail.
+fn percents() -> Vec<f64> {
+    (0..100)
+        .map(f64::from)
+        .chain([99.5, 99.9, 99.99, 100.0])
+        .collect()
+}
+
+/// The latency within which each share of the deliveries arrived, in ms:
+/// the whole distribution in 104 points, kept so that charts of runs made
+/// earlier can be drawn from their files.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub percent: Vec<f64>,
+    pub ms: Vec<f64>,
+}
+
+/// Clients connected while they connected: how many, every `step_ms` from
+/// when the client processes started (the first sample at 0, the last once
+/// every client was).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Connecting {
+    pub step_ms: u64,
+    pub connected: Vec<u64>,
+}
+
+/// A sample every 5 ms, or every 200th of the time connecting took when
+/// that is longer: at most 201 samples.
+const STEP_MS: u64 = 5;
+const SAMPLES: u64 = 200;
+
+impl Connecting {
+    /// From how many clients were greeted in each millisecond (since the
+    /// epoch), and when connecting began.
+    pub fn new(greeted: &BTreeMap<u64, u32>, from_ms: u64) -> Connecting {
+        let Some(last) = greeted.keys().next_back() else {
+            return Connecting::default();
+        };
+        let span = last.saturating_sub(from_ms);
+        let step_ms = span.div_ceil(SAMPLES).max(STEP_MS);
+        let sample = |ms: u64| (ms.saturating_sub(from_ms).div_ceil(step_ms)) as usize;
+        // Every greeting is at most `span` after `from_ms`: its sample fits.
+        let mut connected = vec![0; sample(*last) + 1];
+        for (ms, count) in greeted {
+            connected[sample(*ms)] += u64::from(*count);
+        }
+        let mut sum = 0;
+        for each in &mut connected {
+            sum += *each;
+            *each = sum;
+        }
+        Connecting { step_ms, connected }
+    }
+}
+
 /// The file `--json` writes: the machine, then every run.
 #[derive(Debug, Serialize)]
 pub struct Record<'a> {
+    /// The command that made it, for the report page and the charts.
+    pub command: String,
     pub unix_time: u64,
     pub cores: usize,
     pub memory_bytes: u64,
@@ -410,9 +479,20 @@ fn plural(count: usize, suffix: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::sender::{Account, CutOff};
 
     /// 1000 clients, 10 broadcasts at 1/s over 10 s, on 2 cores.
     fn numbers(server_cpu: f64, fanning_out: f64) -> Numbers {
+        let outcome = Outcome {
+            received: 10_000,
+            missing: vec![0; 10],
+            ..Outcome::default()
+        };
+        let account = Account {
+            sent: 10,
+            broadcast: (1..=10).collect(),
+            ..Account::default()
+        };
         Numbers {
             servers: 1,
             clients: 1000,
@@ -421,6 +501,7 @@ mod tests {
             client_processes: 2,
             source_addresses: 1,
             connected_in: Duration::from_secs(1),
+            connecting: Connecting::default(),
             memory_before: 0,
             memory_with_clients: 1000 * 10240,
             client_memory: 0,
@@ -431,12 +512,8 @@ mod tests {
             delivering: Duration::from_secs(10),
             fanouts: vec![Duration::from_secs_f64(fanning_out / 10.0); 10],
             fanning_out: Duration::from_secs_f64(fanning_out),
-            outcome: Outcome {
-                received: 10_000,
-                missing: vec![0; 10],
-                ..Outcome::default()
-            },
-            refused: Vec::new(),
+            accounting: Accounting::new(&account, &outcome, 10, 1000),
+            outcome,
             cores: 2,
             pinned: false,
             memory_total: 16 << 30,
@@ -486,6 +563,146 @@ mod tests {
             "{limit}"
         );
         assert!(limit.contains("other processes took 0.50 cores"), "{limit}");
+    }
+
+    /// The same run, its sender cut off after 6 messages: 3 broadcast, 1
+    /// refused, 2 unanswered, 4 never sent.
+    fn cut_off() -> Numbers {
+        let mut run = numbers(0.1, 1.0);
+        run.outcome = Outcome {
+            received: 3000,
+            missing: [0, 0, 0].into_iter().chain([1000; 7]).collect(),
+            ..Outcome::default()
+        };
+        let account = Account {
+            sent: 6,
+            broadcast: (1..=3).collect(),
+            refused: vec![r#"{"error":"rate limit: retry in 10 ms"}"#.into()],
+            cut_off: Some(CutOff {
+                code: Some(1008),
+                reason: "rate limit exceeded, repeatedly".into(),
+            }),
+            ..Account::default()
+        };
+        run.accounting = Accounting::new(&account, &run.outcome, 10, 1000);
+        run
+    }
+
+    #[test]
+    fn a_run_whose_sender_was_cut_off_says_so_first() {
+        let lines = cut_off().lines("websocket-demo:");
+        assert_eq!(lines[0], "websocket-demo:");
+        assert_eq!(
+            lines[1],
+            "  SENDER CUT OFF after 6 of its 10 messages: close 1008 \"rate limit exceeded, \
+             repeatedly\"; 7 of the 10 never broadcast"
+        );
+        let delivered = "  10 messages (3 broadcast) at 1/s: 3000 deliveries in 10.00 s = 300 \
+                         deliveries a second";
+        assert!(lines.contains(&delivered.to_owned()), "{lines:#?}");
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.starts_with("  NEVER BROADCAST: 7 of the 10 messages")),
+            "{lines:#?}"
+        );
+        let whole = numbers(0.1, 1.0).lines("websocket-demo:");
+        assert!(
+            whole[1].starts_with("  1000 clients connected in"),
+            "{whole:#?}"
+        );
+        assert!(
+            whole.contains(
+                &"  lost: none: each of the 1000 clients got all 10 broadcasts".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn the_figures_say_how_the_sender_was_cut_off_and_the_run_fails() {
+        let figures = cut_off().figures("websocket-demo", "alone", false);
+        let json = serde_json::to_value(&figures).unwrap();
+        let sender = &json["sender"];
+        assert_eq!(sender["cut_off"]["code"], 1008);
+        assert_eq!(
+            sender["cut_off"]["reason"],
+            "rate limit exceeded, repeatedly"
+        );
+        assert_eq!(sender["over"], "WebSocket");
+        assert_eq!(
+            (sender["sent"].as_u64(), sender["not_sent"].as_u64()),
+            (Some(6), Some(4))
+        );
+        assert_eq!(sender["broadcast"], serde_json::json!([1, 2, 3]));
+        assert_eq!(sender["refused"][0]["count"], 1);
+        assert_eq!(
+            (
+                sender["unanswered"].as_u64(),
+                sender["never_broadcast"].as_u64()
+            ),
+            (Some(2), Some(7))
+        );
+        assert_eq!(
+            (json["refused"].as_u64(), json["lost"].as_u64()),
+            (Some(1), Some(7000))
+        );
+        assert_eq!(
+            figures.failure().unwrap(),
+            "websocket-demo (alone): 7 of 10 messages never broadcast (1 refused, 2 unanswered, \
+             4 not sent, the sender cut off: close 1008 \"rate limit exceeded, repeatedly\")"
+        );
+        assert_eq!(
+            numbers(0.1, 1.0).figures("sse", "alone", false).failure(),
+            None
+        );
+    }
+
+    #[test]
+    fn the_figures_keep_the_whole_latency_distribution_with_the_printed_percentiles() {
+        let mut run = numbers(0.1, 1.0);
+        for us in 1..=10_000 {
+            run.outcome.latencies.record(us);
+        }
+        let figures = run.figures("websocket-demo", "alone", false);
+        let curve = &figures.latency_percentiles;
+        assert_eq!(curve.percent.len(), 104);
+        assert_eq!(curve.percent.len(), curve.ms.len());
+        let at = |percent: f64| curve.ms[curve.percent.iter().position(|p| *p == percent).unwrap()];
+        let latency = &figures.latency_ms;
+        assert_eq!(
+            [at(50.0), at(90.0), at(99.0), at(100.0)],
+            [latency.p50, latency.p90, latency.p99, latency.max]
+        );
+        assert_eq!(latency.max, 10.0);
+        assert!(
+            curve.ms.windows(2).all(|pair| pair[0] <= pair[1]),
+            "{curve:?}"
+        );
+        assert!(
+            run.lines("t:")
+                .iter()
+                .any(|line| line.contains(&format!("p99 {:.2} ms", latency.p99)))
+        );
+    }
+
+    #[test]
+    fn clients_connected_are_sampled_every_few_ms_until_the_last() {
+        let greeted = [(1000, 2), (1003, 1), (1012, 5)].into();
+        assert_eq!(
+            Connecting::new(&greeted, 1000),
+            Connecting {
+                step_ms: 5,
+                connected: vec![2, 3, 3, 8]
+            }
+        );
+        // A long connect: 200 steps, the last sample holding everyone.
+        let slow = Connecting::new(&[(5, 1), (20_000, 1)].into(), 0);
+        assert_eq!((slow.step_ms, slow.connected.len()), (100, 201));
+        assert_eq!(
+            (slow.connected[1], slow.connected[199], slow.connected[200]),
+            (1, 1, 2)
+        );
+        assert_eq!(Connecting::new(&BTreeMap::new(), 0), Connecting::default());
     }
 
     #[test]

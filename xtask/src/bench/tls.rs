@@ -1,5 +1,5 @@
 //! `bench --tls`'s clients: TLS that trusts the servers' certificate alone
-//! (the self-signed one in `target/tls/`, see `servers/tls.rs`).
+//! (the self-signed one in `target/tls/`, see `harness/src/tls.rs`).
 
 use std::path::Path;
 use std::sync::Arc;

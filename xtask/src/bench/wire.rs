@@ -51,8 +51,12 @@ pub enum ToWorker {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FromWorker {
-    /// Every client of the plan is connected and greeted.
-    Connected,
+    /// Every client of the plan is connected and greeted: how many were
+    /// greeted in each millisecond (since the Unix epoch), for the chart of
+    /// clients connected over time.
+    Connected {
+        greeted: BTreeMap<u64, u32>,
+    },
     /// A client could not connect, or the plan could not be followed.
     Failed {
         error: String,
@@ -175,7 +179,10 @@ mod tests {
             missing: vec![0, 1],
             ..Outcome::default()
         };
-        for message in [FromWorker::Connected, FromWorker::Outcome(outcome)] {
+        let connected = FromWorker::Connected {
+            greeted: [(1_733_000_000_123, 40), (1_733_000_000_125, 2)].into(),
+        };
+        for message in [connected, FromWorker::Outcome(outcome)] {
             assert_eq!(parse::<FromWorker>(&line(&message)).unwrap(), message);
         }
         assert!(line(&ToWorker::Finish).contains("\"finish\""));

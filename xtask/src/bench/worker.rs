@@ -57,14 +57,17 @@ async fn work() -> Result<()> {
     let mut ready = start_clients(&plan, &tally, &finished)?;
     let mut sent: Vec<Option<u64>> = vec![None; plan.messages + 1];
     let (mut connected, mut reported) = (0, false);
+    // Clients greeted in each millisecond since the epoch.
+    let mut greeted_at = BTreeMap::new();
     let mut progress = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             Some(greeted) = ready.recv(), if connected < plan.count => match greeted {
                 Ok(()) => {
                     connected += 1;
+                    *greeted_at.entry(unix_micros() / 1000).or_insert(0) += 1;
                     if connected == plan.count {
-                        tell(&FromWorker::Connected);
+                        tell(&FromWorker::Connected { greeted: std::mem::take(&mut greeted_at) });
                     }
                 }
                 Err(error) => {

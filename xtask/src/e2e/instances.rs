@@ -6,8 +6,9 @@ use anyhow::{Result, anyhow, bail};
 use serde_json::json;
 
 use super::cdp::{Browser, Tab, wait_until};
-use super::{INTERVAL, PATIENCE, Report, Running, count, entries, is_open};
-use crate::redis::Redis;
+use super::{INTERVAL, PATIENCE, Report, Running, count, entries, greetings_came_back, is_open};
+use harness::redis::Redis;
+
 use crate::servers::{Demo, Instance};
 
 /// The checks of two instances of `demo` sharing `redis`; without them (no
@@ -83,8 +84,7 @@ async fn shown_on_the_other_instance(sender: &Tab, other: &Tab) -> Result<()> {
     for tab in [sender, other] {
         wait_until("both pages to open", PATIENCE, async || is_open(tab).await).await?;
     }
-    // Let the greetings each page sent on opening settle before counting.
-    tokio::time::sleep(INTERVAL * 2).await;
+    greetings_came_back(&[sender, other]).await?;
     let before = changed_ids(sender).await?;
     sender.call_demo("send", &[json!("Hey there")]).await?;
     let new = async || {

@@ -15,8 +15,9 @@ use super::{
     INTERVAL, PATIENCE, Report, Running, consecutive_from, count, is_open, page_loads, reconnects,
     seqs,
 };
-use crate::redis::Redis;
-use crate::servers::proxy::Nginx;
+use harness::proxy::Nginx;
+use harness::redis::Redis;
+
 use crate::servers::{self, DEMOS, Demo, Instance, Kind};
 
 pub(super) async fn checks(browser: &Browser, redis: &Result<Redis>, report: &mut Report) {
@@ -96,14 +97,14 @@ impl Front {
         for running in &instances {
             upstreams[side(running.demo.kind)].push(servers::addr(&running.url)?);
         }
-        let mut nginx = Nginx::start(listen, &upstreams[0], &upstreams[1])?;
+        let mut nginx = Nginx::spawn(listen, &upstreams[0], &upstreams[1])?;
         nginx.listening(PATIENCE).await?;
         Ok(Front { nginx, instances })
     }
 
     /// The three checks of `demo`, on one page.
     async fn check(&mut self, browser: &Browser, demo: &'static Demo) -> [Result<String>; 3] {
-        let url = self.nginx.url(demo.kind);
+        let url = servers::through(&self.nginx, demo.kind);
         let tab = match browser.new_tab().await {
             Ok(tab) => tab,
             Err(why) => return [0, 1, 2].map(|_| Err(anyhow!("{why:#}"))),
@@ -205,8 +206,9 @@ fn side(kind: Kind) -> usize {
 
 /// `demo_connected_clients` from the instance's `/metrics`.
 async fn clients(running: &Running) -> Result<u64> {
-    let metrics = servers::get(servers::addr(&running.url)?, "/metrics").await?;
+    let metrics = harness::http::get(servers::addr(&running.url)?, "/metrics").await?;
     metrics
+        .body
         .lines()
         .find_map(|line| line.strip_prefix("demo_connected_clients "))
         .and_then(|value| value.trim().parse().ok())

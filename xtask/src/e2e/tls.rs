@@ -13,7 +13,8 @@ use tokio::time::Instant;
 
 use super::cdp::{Browser, Tab, wait_until};
 use super::{INTERVAL, PATIENCE, Report, Running, entries, is_open, page_loads};
-use crate::servers::tls::Certificate;
+use harness::tls::Certificate;
+
 use crate::servers::{self, Instance, Kind};
 
 /// How many event streams the test adds to one page.

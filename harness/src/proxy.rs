@@ -5,39 +5,33 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt};
 use tokio::process::Child;
 
-/// A running nginx of ours.
-pub struct Nginx {
-    child: Child,
-    folder: PathBuf,
-    /// Where it serves the WebSocket demo's instances.
-    pub websocket: SocketAddr,
-    /// Where it serves the Server-Sent Events demo's instances.
-    pub sse: SocketAddr,
-    /// The last line it wrote on stderr: why it stopped, if it did.
-    last_error: Arc<Mutex<String>>,
+/// The configuration every deployment and test uses.
+pub fn config() -> PathBuf {
+    crate::root().join("deploy").join("nginx.conf")
 }
 
 /// Debian's nginx: on the path for root, in /usr/sbin for others.
-fn binary() -> &'static str {
-    if std::path::Path::new("/usr/sbin/nginx").exists() {
+pub fn nginx() -> &'static str {
+    if Path::new("/usr/sbin/nginx").exists() {
         "/usr/sbin/nginx"
     } else {
         "nginx"
     }
 }
 
-/// What goes beside `deploy/nginx.conf`: where the instances are, and where
-/// nginx listens for each demo.
-fn includes(
+/// What goes beside `deploy/nginx.conf`: where nginx listens for each demo
+/// (WebSocket, then SSE), and where the instances are.
+pub fn includes(
     listen: [SocketAddr; 2],
     websocket: &[SocketAddr],
     sse: &[SocketAddr],
@@ -45,7 +39,7 @@ fn includes(
     let upstream = |name: &str, instances: &[SocketAddr]| {
         let mut text = format!("upstream {name} {{\n    least_conn;\n");
         for instance in instances {
-            // One failure takes an instance out for 5 s: pages go elsewhere.
+            // One failure takes an instance out for 5 s: clients go elsewhere.
             let _ = writeln!(text, "    server {instance} max_fails=1 fail_timeout=5s;");
         }
         text.push_str("}\n");
@@ -61,38 +55,70 @@ fn includes(
     ]
 }
 
+/// A running nginx of ours.
+pub struct Nginx {
+    child: Child,
+    folder: PathBuf,
+    /// Where it serves the WebSocket demo's instances.
+    pub websocket: SocketAddr,
+    /// Where it serves the Server-Sent Events demo's instances.
+    pub sse: SocketAddr,
+    /// Why it stopped, if it did: its first fatal error, or its last line.
+    why: Arc<Mutex<String>>,
+}
+
 impl Nginx {
+    /// For tests: nginx on two free ports of 127.0.0.1 in front of these
+    /// instances, answering when this returns; panics saying why otherwise.
+    /// A list may be empty: its upstream then points nowhere.
+    pub async fn start(websocket: &[SocketAddr], sse: &[SocketAddr]) -> Nginx {
+        let started = async {
+            let free = || -> Result<SocketAddr> {
+                Ok(SocketAddr::from(([127, 0, 0, 1], crate::free_port()?)))
+            };
+            let mut nginx = Nginx::spawn([free()?, free()?], websocket, sse)?;
+            nginx.listening(Duration::from_secs(10)).await?;
+            Ok::<_, anyhow::Error>(nginx)
+        };
+        started.await.unwrap_or_else(|why| panic!("{why:#}"))
+    }
+
     /// Starts nginx listening on `listen` (WebSocket, then SSE; no port 0) in
-    /// front of these instances, in its own process group, its stderr
-    /// copied with `[nginx] ` before each line.
-    pub fn start(
+    /// front of these instances, in its own process group (a terminal's
+    /// Ctrl-C reaches only us), its stderr copied with `[nginx] ` before each
+    /// line. It may not listen yet: see [`Nginx::listening`].
+    pub fn spawn(
         listen: [SocketAddr; 2],
         websocket: &[SocketAddr],
         sse: &[SocketAddr],
     ) -> Result<Nginx> {
-        if websocket.is_empty() || sse.is_empty() {
-            bail!("nginx needs instances of both demos behind it");
-        }
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         let folder = std::env::temp_dir().join(format!(
-            "xtask-nginx-{}-{}",
+            "demo-nginx-{}-{}",
             std::process::id(),
             STARTED.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&folder);
+        let nowhere = [SocketAddr::from(([127, 0, 0, 1], 9))];
+        let or_nowhere = |list: &[SocketAddr]| {
+            if list.is_empty() {
+                nowhere.to_vec()
+            } else {
+                list.to_vec()
+            }
+        };
         let written = (|| {
             std::fs::create_dir_all(folder.join("tmp"))?;
-            for (name, text) in includes(listen, websocket, sse) {
+            for (name, text) in includes(listen, &or_nowhere(websocket), &or_nowhere(sse)) {
                 std::fs::write(folder.join(name), text)?;
             }
-            let config = super::root().join("deploy").join("nginx.conf");
-            std::os::unix::fs::symlink(config, folder.join("nginx.conf"))
+            std::os::unix::fs::symlink(config(), folder.join("nginx.conf"))
         })();
         if let Err(error) = written {
             let _ = std::fs::remove_dir_all(&folder);
             return Err(error).with_context(|| format!("cannot prepare {}", folder.display()));
         }
-        let spawned = tokio::process::Command::new(binary())
+        let spawned = tokio::process::Command::new(nginx())
             .arg("-e")
             .arg("stderr")
             .arg("-p")
@@ -102,7 +128,6 @@ impl Nginx {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            // Like the servers: a terminal's Ctrl-C reaches only us.
             .process_group(0)
             .spawn();
         let mut child = match spawned {
@@ -110,35 +135,22 @@ impl Nginx {
             Err(error) => {
                 let _ = std::fs::remove_dir_all(&folder);
                 if error.kind() == std::io::ErrorKind::NotFound {
-                    bail!("nginx is not installed: apt-get install nginx");
+                    bail!("nginx is not installed: apt-get install nginx (bash .ci/run does)");
                 }
                 return Err(error).context("cannot start nginx");
             }
         };
-        let last_error = Arc::new(Mutex::new(String::new()));
+        let why = Arc::new(Mutex::new(String::new()));
         if let Some(stderr) = child.stderr.take() {
-            tokio::spawn(copy_errors(stderr, last_error.clone()));
+            tokio::spawn(copy_errors(stderr, why.clone()));
         }
         Ok(Nginx {
             child,
             folder,
             websocket: listen[0],
             sse: listen[1],
-            last_error,
+            why,
         })
-    }
-
-    /// The page URL of a demo through nginx.
-    pub fn url(&self, kind: super::Kind) -> String {
-        let mut addr = match kind {
-            super::Kind::WebSocket => self.websocket,
-            super::Kind::Sse => self.sse,
-        };
-        // Listening on every address, it is reached on the loopback one.
-        if addr.ip().is_unspecified() {
-            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        format!("http://{addr}/")
     }
 
     /// Waits until nginx answers on both ports (its own answer, not another
@@ -153,10 +165,13 @@ impl Nginx {
             }
             let mut answered = true;
             for addr in [self.websocket, self.sse] {
-                let answer =
-                    tokio::time::timeout(Duration::from_secs(2), super::get(addr, "/healthz"))
-                        .await;
-                let ours = matches!(&answer, Ok(Ok(text)) if text.to_ascii_lowercase().contains("\r\nserver: nginx"));
+                let loopback = reachable(addr);
+                let answer = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    crate::http::get(loopback, "/healthz"),
+                );
+                let ours = matches!(answer.await, Ok(Ok(answer))
+                    if answer.header("server").is_some_and(|server| server.starts_with("nginx")));
                 answered &= ours;
             }
             if answered {
@@ -174,17 +189,13 @@ impl Nginx {
     }
 
     /// Resolves when nginx exits, with how.
-    pub async fn exited(&mut self) -> String {
-        super::describe(self.child.wait().await)
+    pub async fn exited(&mut self) -> std::io::Result<ExitStatus> {
+        self.child.wait().await
     }
 
     /// `: <its first fatal error>` (or its last line), or nothing.
     pub fn why(&self) -> String {
-        let last = self
-            .last_error
-            .lock()
-            .map(|line| line.clone())
-            .unwrap_or_default();
+        let last = self.why.lock().map(|line| line.clone()).unwrap_or_default();
         if last.is_empty() {
             last
         } else {
@@ -199,7 +210,7 @@ impl Nginx {
             self.signal("-TERM");
             let wait = tokio::time::timeout(Duration::from_secs(10), self.child.wait());
             if wait.await.is_err() {
-                eprintln!("[xtask] nginx did not stop within 10 s; killing it");
+                eprintln!("[nginx] did not stop within 10 s; killing it");
                 self.signal_group("-KILL");
                 let _ = self.child.wait().await;
             }
@@ -225,11 +236,19 @@ impl Nginx {
     }
 }
 
+/// Where a listener on `addr` is reached from this machine: listening on
+/// every address, on the loopback one.
+pub fn reachable(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    addr
+}
+
 /// Copies nginx's stderr with `[nginx] ` before each line, and keeps why it
 /// stopped: its first fatal error, which its last line may only echo
 /// ("still could not bind()"), without the time and process.
-async fn copy_errors(from: impl tokio::io::AsyncRead + Unpin, why: Arc<Mutex<String>>) {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+async fn copy_errors(from: impl AsyncRead + Unpin, why: Arc<Mutex<String>>) {
     let mut lines = tokio::io::BufReader::new(from).lines();
     let mut fatal = false;
     let mut to = tokio::io::stderr();
@@ -250,8 +269,8 @@ async fn copy_errors(from: impl tokio::io::AsyncRead + Unpin, why: Arc<Mutex<Str
 }
 
 impl Drop for Nginx {
-    /// Stopped without [`Nginx::stop`] (an error, a panic): TERM it and wait
-    /// a little, without a runtime.
+    /// Stopped without [`Nginx::stop`] (an error, a panic, the end of a
+    /// test): TERM it and wait a little, without a runtime.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             self.signal("-TERM");

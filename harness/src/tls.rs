@@ -1,21 +1,31 @@
-//! The certificate the demos serve https:// and wss:// with when none is
-//! given: self-signed for `localhost` and `127.0.0.1`, made with rcgen into
-//! `target/tls/` once, and reused by later runs (a browser told to trust it
-//! keeps trusting it).
+//! Certificates for https:// and wss://: a self-signed one for `localhost`
+//! and `127.0.0.1` (made with rcgen, kept in `target/tls/` for the tasks, or
+//! in a folder of a test's own), or the files given; and TLS clients that
+//! trust one alone.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use data_encoding::BASE64;
 use rcgen::PublicKeyData;
+use rustls::ClientConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 /// A certificate chain and its key, as PEM files.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Certificate {
     pub cert: PathBuf,
     pub key: PathBuf,
     /// Made by us (self-signed), rather than given.
     pub generated: bool,
+    /// A test's own folder, removed when dropped.
+    temporary: Option<PathBuf>,
 }
 
 impl Certificate {
@@ -25,17 +35,15 @@ impl Certificate {
             cert: cert.to_owned(),
             key: key.to_owned(),
             generated: false,
+            temporary: None,
         }
     }
 
-    /// The self-signed one in `target/tls/`, made now if missing.
+    /// The self-signed one in `target/tls/`, made now if missing and kept
+    /// for later runs (a browser told to trust it keeps trusting it).
     pub fn generated() -> Result<Certificate> {
-        let folder = super::target_dir().join("tls");
-        let certificate = Certificate {
-            cert: folder.join("cert.pem"),
-            key: folder.join("key.pem"),
-            generated: true,
-        };
+        let folder = crate::target_dir().join("tls");
+        let certificate = Certificate::in_folder(&folder, None);
         if certificate.complete() {
             return Ok(certificate);
         }
@@ -58,6 +66,27 @@ impl Certificate {
             // Another run made it first.
             Err(_) if certificate.complete() => Ok(certificate),
             Err(error) => Err(error).with_context(|| format!("cannot create {}", folder.display())),
+        }
+    }
+
+    /// For a test: a new self-signed certificate in a folder of its own,
+    /// removed when dropped; panics if it cannot be written.
+    pub fn localhost() -> Certificate {
+        let folder = std::env::temp_dir().join(format!(
+            "demo-tls-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        write(&folder).unwrap_or_else(|why| panic!("{}: {why:#}", folder.display()));
+        Certificate::in_folder(&folder, Some(folder.clone()))
+    }
+
+    fn in_folder(folder: &Path, temporary: Option<PathBuf>) -> Certificate {
+        Certificate {
+            cert: folder.join("cert.pem"),
+            key: folder.join("key.pem"),
+            generated: true,
+            temporary,
         }
     }
 
@@ -91,6 +120,43 @@ impl Certificate {
             .hash_provider
             .hash(&key.subject_public_key_info());
         Ok(BASE64.encode(hash.as_ref()))
+    }
+
+    /// For tests: a TLS client that trusts this certificate alone and offers
+    /// `alpn` (`h2`, `http/1.1`).
+    pub fn client(&self, alpn: &[&str]) -> TlsConnector {
+        let mut roots = rustls::RootCertStore::empty();
+        for der in CertificateDer::pem_file_iter(&self.cert).expect("the certificate reads") {
+            roots
+                .add(der.expect("the certificate is PEM"))
+                .expect("the certificate is a root");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|each| each.as_bytes().to_vec()).collect();
+        TlsConnector::from(Arc::new(config))
+    }
+
+    /// For tests: a TLS connection to `addr` as `localhost`, offering `alpn`.
+    pub async fn connect(&self, addr: SocketAddr, alpn: &[&str]) -> TlsStream<TcpStream> {
+        let tcp = TcpStream::connect(addr).await.expect("the server accepts");
+        let name = ServerName::try_from("localhost").expect("a name");
+        self.client(alpn)
+            .connect(name, tcp)
+            .await
+            .expect("the TLS handshake succeeds, with a certificate for localhost")
+    }
+}
+
+impl Drop for Certificate {
+    fn drop(&mut self) {
+        if let Some(folder) = &self.temporary {
+            let _ = std::fs::remove_dir_all(folder);
+        }
     }
 }
 
