@@ -85,7 +85,9 @@ pub async fn read_head<R: AsyncBufRead + Unpin>(reader: &mut R) -> io::Result<Re
     parse(head.as_bytes())
 }
 
-fn is_complete(raw: &[u8]) -> bool {
+/// Whether `raw` holds a whole answer: up to its Content-Length, or its
+/// last chunk.
+pub fn is_complete(raw: &[u8]) -> bool {
     let text = String::from_utf8_lossy(raw);
     let Some((head, body)) = text.split_once("\r\n\r\n") else {
         return false;
@@ -102,7 +104,9 @@ fn is_complete(raw: &[u8]) -> bool {
     }
 }
 
-fn parse(raw: &[u8]) -> io::Result<Response> {
+/// An answer, or a head alone, as raw bytes: the body put back together
+/// when it is chunked.
+pub fn parse(raw: &[u8]) -> io::Result<Response> {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
@@ -133,7 +137,8 @@ fn parse(raw: &[u8]) -> io::Result<Response> {
     })
 }
 
-fn dechunk(mut body: &str) -> String {
+/// The data of a chunked body, as far as it has come.
+pub fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
         let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);

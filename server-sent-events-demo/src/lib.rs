@@ -20,8 +20,8 @@ pub const DEFAULTS: Defaults = Defaults {
     port: 8080,
     heartbeat: "15s",
     stream: "demo:sse",
-    streams: &["/sse"],
-    heartbeat_help: "Time between two keep-alive comments on an idle event stream",
+    upgrades: false,
+    heartbeat_help: "Time between two ping events on every event stream",
 };
 
 const PAGE: Page = Page {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Deserialize;
 use shared::core::Subscription;
-use shared::http::{self, Conn, Context, Refusal, check_origin, check_since, tls};
+use shared::http::{self, Conn, Context, Refusal, check_no_body, check_origin, check_since, tls};
 use shared::wire::{GOTCHA, Message, missed_json, sse};
 use tokio::time::{Instant, Interval, interval_at};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -56,6 +56,7 @@ fn open(
     query: Resume,
     conn: Conn,
 ) -> Result<Response, Refusal> {
+    check_no_body(headers)?;
     let origin = check_origin(&context.origins, headers)?;
     // EventSource sends the header when it reconnects; it wins over the
     // query, which only a first connection can carry.
@@ -64,9 +65,9 @@ fn open(
         .and_then(|value| value.to_str().ok());
     let since = header.map(str::to_owned).or(query.last_event_id);
     check_since(since.as_deref())?;
-    // How a stream that stalls is cut. Over HTTP/1.1, at the socket: hyper
-    // no longer polls the body of a client that does not read. Over HTTP/2,
-    // the stream alone is reset; the connection's other streams go on.
+    // How a stream that stalls is cut. Over HTTP/1.1, at the socket: its
+    // writer no longer polls the body of a client that does not read. Over
+    // HTTP/2, the stream alone is reset; the connection's other streams go on.
     let over_http2 = tls::stream_reset();
     let cut = over_http2.clone().unwrap_or_else(|| conn.close.clone());
     let subscription = context.hub.subscribe(since.as_deref(), cut.clone())?;
@@ -121,9 +122,10 @@ fn retry_for(peer: SocketAddr) -> Duration {
     Duration::from_millis((low + u128::from(random) % (high - low + 1)) as u64)
 }
 
-/// When the stream last handed hyper a chunk to write. hyper polls the body
-/// only when the socket takes more, so a client that stopped reading stops
-/// the heartbeat too: the watchdog, outside the body, notices.
+/// When the stream last handed its writer a chunk. The writer (hyper, or
+/// `direct` on plain connections) polls the body only when the socket takes
+/// more, so a client that stopped reading stops the heartbeat too: the
+/// watchdog, outside the body, notices.
 struct Progress {
     started: Instant,
     /// Milliseconds after `started`.

@@ -12,7 +12,7 @@ use crate::backplane::{self, Redis};
 use crate::config::{Config, Defaults, Parsed};
 use crate::core::{Framer, Hub, HubConfig, Local, Publisher, ticker};
 use crate::http::connections::SPARE_DESCRIPTORS;
-use crate::http::{self, BindError, Connections, Context, Tasks, Transport, observe};
+use crate::http::{self, BindError, Connections, Context, Handover, Tasks, Transport, observe};
 use crate::policy::rejections::LOG_WINDOW;
 use crate::policy::{Inbox, Origins, Rejections, TrustedProxies};
 
@@ -49,9 +49,11 @@ pub struct Server {
 
 impl Server {
     /// Binds, then serves the demo's `routes` (plus `/healthz` and
-    /// `/metrics`) with broadcasts framed by `frame`, until [`Server::shutdown`].
+    /// `/metrics`) with broadcasts framed by `frame`, until [`Server::shutdown`];
+    /// `defaults` say whether the routes upgrade connections.
     pub async fn start<R, T>(
         config: Config,
+        defaults: &Defaults,
         frame: Framer,
         routes: impl FnOnce(Context) -> R,
     ) -> Result<Server, StartError>
@@ -142,7 +144,11 @@ impl Server {
             ),
             request_timeout: context.config.request_timeout,
             tls,
-            streams: context.config.streams,
+            handover: if defaults.upgrades {
+                Handover::Upgrades
+            } else {
+                Handover::EventStreams
+            },
         };
         http::serve(listener, all_routes, transport);
         Ok(Server {
@@ -252,7 +258,7 @@ where
                 return ExitCode::FAILURE;
             }
         };
-        match Server::start(config, frame, routes).await {
+        match Server::start(config, defaults, frame, routes).await {
             Ok(server) => {
                 // On stdout, whatever RUST_LOG says: people and `cargo xtask serve-all` look for it.
                 let scheme = if server.tls { "https" } else { "http" };

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
 
-/// What differs between the two servers' option sets.
+/// What differs between the two servers: their option sets, and whether
+/// their routes upgrade connections.
 #[derive(Debug, Clone, Copy)]
 pub struct Defaults {
     pub name: &'static str,
@@ -13,13 +14,15 @@ pub struct Defaults {
     pub version: &'static str,
     pub about: &'static str,
     pub port: u16,
-    /// SSE comment interval, or WebSocket ping interval.
+    /// The interval of the event stream's `ping` events, or of WebSocket pings.
     pub heartbeat: &'static str,
     pub heartbeat_help: &'static str,
     /// The Redis stream the demo's instances share, unless `--redis-stream`.
     pub stream: &'static str,
-    /// Paths whose responses stream for as long as the client stays (`/sse`).
-    pub streams: &'static [&'static str],
+    /// Whether routes upgrade connections (the WebSocket handshake). A server
+    /// whose routes do not hands its event streams on plain connections to a
+    /// writer without hyper's buffers instead (`http::Handover`).
+    pub upgrades: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -116,11 +119,6 @@ pub struct Config {
     /// The Redis stream the instances share (with --redis)
     #[arg(long, env = "DEMO_REDIS_STREAM")]
     pub redis_stream: String,
-
-    /// Paths whose responses stream for as long as the client stays: the
-    /// demo's, not an option.
-    #[arg(skip)]
-    pub streams: &'static [&'static str],
 }
 
 #[derive(Parser)]
@@ -166,10 +164,7 @@ impl Config {
             Err(error) => return from_clap_error(error),
         };
         match Cli::from_arg_matches(&matches) {
-            Ok(cli) => Parsed::Run(Box::new(Config {
-                streams: defaults.streams,
-                ..cli.config
-            })),
+            Ok(cli) => Parsed::Run(Box::new(cli.config)),
             Err(error) => from_clap_error(error),
         }
     }
@@ -277,7 +272,7 @@ mod tests {
         heartbeat: "30s",
         heartbeat_help: "Ping interval",
         stream: "demo:test",
-        streams: &[],
+        upgrades: false,
     };
 
     #[test]

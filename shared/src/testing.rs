@@ -22,6 +22,7 @@ pub mod foreign;
 pub mod hostile;
 pub mod proxy;
 pub mod redis;
+pub mod requests;
 pub mod resume;
 pub mod stalled;
 
@@ -61,7 +62,7 @@ where
         Parsed::Run(config) => *config,
         other => panic!("bad test options {options:?}: {other:?}"),
     };
-    Server::start(config, frame, routes)
+    Server::start(config, defaults, frame, routes)
         .await
         .expect("the test server starts")
 }
@@ -91,7 +92,7 @@ pub async fn until(what: &str, mut condition: impl AsyncFnMut() -> bool) {
     }
 }
 
-pub use harness::http::{Response, request};
+pub use harness::http::{Response, dechunk, is_complete, request};
 
 /// Sends `request` (raw bytes) and reads one whole answer: up to its
 /// Content-Length, the end of its chunks, or the end of the connection.
@@ -112,6 +113,11 @@ pub async fn metric(addr: SocketAddr, name: &str) -> u64 {
         .lines()
         .find_map(|each| each.strip_prefix(&line)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("/metrics lacks {name}:\n{}", metrics.body))
+}
+
+/// A raw answer, or a head alone (a test failure if it is not HTTP).
+pub fn parse_response(raw: &[u8]) -> Response {
+    harness::http::parse(raw).unwrap_or_else(|why| panic!("{why}"))
 }
 
 /// Every reason's rejection count, to compare before and after one input.
@@ -137,18 +143,40 @@ impl Tally {
         reason: Option<Reason>,
         case: &str,
     ) {
+        if let Err(wrong) = self.counted(rejections, reason).await {
+            panic!("{case}: {wrong}");
+        }
+    }
+
+    /// As [`Tally::assert_counted`], but what is wrong is told, not a panic.
+    pub async fn counted(
+        &self,
+        rejections: &Rejections,
+        reason: Option<Reason>,
+    ) -> Result<(), String> {
         let mut expected = self.clone();
         if let Some(reason) = reason {
-            let what = format!("{case} is counted");
-            eventually(&what, || Tally::of(rejections) != *self).await;
+            let deadline = tokio::time::Instant::now() + PATIENCE;
+            while Tally::of(rejections) == *self && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             let (_, count) = expected.0.iter_mut().find(|(r, _)| *r == reason).unwrap();
             *count += 1;
         }
-        assert_eq!(
-            Tally::of(rejections),
-            expected,
-            "{case}: counted under {reason:?}"
-        );
+        let now = Tally::of(rejections);
+        if now == expected {
+            return Ok(());
+        }
+        let changed: Vec<String> = now
+            .0
+            .iter()
+            .zip(&self.0)
+            .filter(|((_, after), (_, before))| after != before)
+            .map(|((reason, after), (_, before))| format!("{} +{}", reason.label(), after - before))
+            .collect();
+        Err(format!(
+            "expected counted under {reason:?}, got {changed:?}"
+        ))
     }
 }
 

@@ -23,7 +23,7 @@ pub const DEFAULTS: Defaults = Defaults {
     port: 8081,
     heartbeat: "30s",
     stream: "demo:websocket",
-    streams: &[],
+    upgrades: true,
     heartbeat_help: "Time between two pings; a client silent for two of them is disconnected",
 };
 

@@ -7,12 +7,13 @@ pub mod direct;
 pub mod observe;
 pub mod pages;
 pub mod refusal;
+pub mod request;
 pub mod server;
 pub mod tasks;
 pub mod tls;
 
 pub use connections::Connections;
 pub use context::{Conn, Context, conn};
-pub use refusal::{Refusal, check_origin, check_since, error_response};
-pub use server::{BindError, Transport, bind, serve};
+pub use refusal::{Refusal, check_no_body, check_origin, check_since, error_response};
+pub use server::{BindError, Handover, Transport, bind, serve};
 pub use tasks::Tasks;

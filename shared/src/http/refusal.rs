@@ -111,6 +111,26 @@ pub fn check_since(since: Option<&str>) -> Result<(), Refusal> {
     }
 }
 
+/// Refuses with 400 a request that carries a body where none belongs (a
+/// `GET` of an event stream): a client that sends one expects it read, and
+/// it would be ignored. `Content-Length: 0` is no body.
+pub fn check_no_body(headers: &HeaderMap) -> Result<(), Refusal> {
+    let declared = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .any(|length| length != "0");
+    if declared {
+        let why = "a request for an event stream has no body";
+        return Err(Refusal::new(
+            Reason::MalformedHttp,
+            StatusCode::BAD_REQUEST,
+            why,
+        ));
+    }
+    Ok(())
+}
+
 /// An error answer: `status`, with `{"error": why}` as a JSON body.
 pub fn error_response(status: StatusCode, why: &str) -> Response {
     let body = warp::reply::json(&serde_json::json!({ "error": why }));

@@ -1,5 +1,6 @@
 //! The connection loop both demos run: accept, serve warp routes over HTTP/1.1
-//! with upgrades, and shut down cleanly.
+//! (with upgrades, or handing event streams over to [`direct`]), and shut
+//! down cleanly.
 //!
 //! warp's own `serve` hides the connection, but a push server needs it: a stalled
 //! event stream must be cut at the socket (hyper stops polling a body whose
@@ -8,17 +9,18 @@
 //! every request carries a [`Conn`] that a route can use to close it.
 
 use std::convert::Infallible;
+use std::error::Error as _;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::pin;
-use std::sync::Arc;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::Either;
-use http_body_util::Empty;
+use futures_util::future::BoxFuture;
 use hyper::body::Incoming;
 use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -30,8 +32,9 @@ use warp::{Filter, Rejection, Reply};
 
 use super::connections::{Admission, Connections};
 use super::context::Conn;
-use super::direct;
-use super::refusal::answer_rejection;
+use super::direct::{self, Handed};
+use super::refusal::{Refusal, answer_rejection};
+use super::request;
 use super::tasks::Tasks;
 use super::tls::Streams;
 use crate::policy::{Reason, Rejections};
@@ -100,9 +103,21 @@ pub struct Transport {
     pub request_timeout: Duration,
     /// With TLS: `https://` and `wss://`, and HTTP/2 by ALPN.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    /// Paths whose responses stream for the connection's life (`/sse`):
-    /// served without hyper's buffers over plain HTTP/1.1 (see `direct`).
-    pub streams: &'static [&'static str],
+    /// What a plain connection may be handed over to.
+    pub handover: Handover,
+}
+
+/// What a plain HTTP/1.1 connection may be handed over to once a route has
+/// answered: hyper lets go of a connection either for an upgrade or before
+/// it writes an answer, and of one kind of connection only, so a server picks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handover {
+    /// Upgrades (the WebSocket handshake), through hyper; an event stream, if
+    /// a route answered one, would be written by hyper too.
+    Upgrades,
+    /// Event streams: written by [`direct`], without hyper's buffers, however
+    /// the request was sent and whichever of its connection's requests it is.
+    EventStreams,
 }
 
 /// The largest request head (request line and headers) a client may send;
@@ -129,19 +144,13 @@ where
     tasks.spawn_named("the accept loop", accept_loop(listener, service, transport));
 }
 
-/// The warp routes as a service, shared by every connection: for requests
-/// hyper reads, and for the ones `direct` reads.
+/// The warp routes as a service, shared by every connection.
 trait Routes:
     tower_service::Service<
         http::Request<Incoming>,
         Response = warp::reply::Response,
         Error = Infallible,
-        Future: Send,
-    > + tower_service::Service<
-        http::Request<Empty<Bytes>>,
-        Response = warp::reply::Response,
-        Error = Infallible,
-        Future: Send,
+        Future: Send + 'static,
     > + Clone
     + Send
     + Sync
@@ -154,12 +163,7 @@ impl<S> Routes for S where
             http::Request<Incoming>,
             Response = warp::reply::Response,
             Error = Infallible,
-            Future: Send,
-        > + tower_service::Service<
-            http::Request<Empty<Bytes>>,
-            Response = warp::reply::Response,
-            Error = Infallible,
-            Future: Send,
+            Future: Send + 'static,
         > + Clone
         + Send
         + Sync
@@ -240,37 +244,43 @@ async fn serve_connection(
     } else {
         transport.request_timeout
     };
-    if transport.tls.is_none() && refusal.is_none() {
-        let wants = Box::pin(direct::wants(&stream, transport.streams, head_timeout));
-        match wants.await {
-            Some(true) => return Box::pin(direct::serve(stream, conn, routes)).await,
-            Some(false) => {}
-            None => {
-                let why = "no request head within the time limit";
-                return transport.rejections.record(Reason::SlowRequest, peer, why);
-            }
-        }
-    }
-    let service = TowerToHyperService::new(routes);
+    // Where a route's event stream waits for `direct`, on a plain connection
+    // that hands them over.
+    let parked = (transport.tls.is_none() && transport.handover == Handover::EventStreams)
+        .then(Parked::default);
     let requests = Arc::new(AtomicU64::new(0));
-    let counted = requests.clone();
-    let rejections = transport.rejections.clone();
-    let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
-        counted.fetch_add(1, Ordering::Relaxed);
-        request.extensions_mut().insert(conn.clone());
-        match &refusal {
-            // Over a limit, only health and metrics are answered as usual.
-            Some(refusal) if !matches!(request.uri().path(), "/healthz" | "/metrics") => {
-                let answer = refusal.clone().answer(&rejections, peer);
-                Either::Left(std::future::ready(Ok(answer)))
-            }
-            _ => Either::Right(service.call(request)),
-        }
-    });
+    let service = Answers {
+        routes: TowerToHyperService::new(routes),
+        conn: conn.clone(),
+        refusal,
+        rejections: transport.rejections.clone(),
+        parked: parked.clone(),
+        requests: requests.clone(),
+    };
     // Each kind of connection boxed: the task holds a pointer, and each
     // connection only what its own kind needs.
-    let result = match &transport.tls {
-        None => {
+    let result = match (&transport.tls, parked) {
+        (None, Some(parked)) => {
+            let served = Box::pin(serve_handing_over(
+                stream,
+                service,
+                &transport,
+                head_timeout,
+                reserved,
+                &close,
+            ));
+            match served.await {
+                Ok(Some((stream, unread))) => {
+                    let Some(handed) = parked.take() else { return };
+                    let rejections = &transport.rejections;
+                    let writing = direct::serve(stream, unread, handed, conn, rejections);
+                    return Box::pin(writing).await;
+                }
+                Ok(None) => Ok(()),
+                Err(error) => Err(error),
+            }
+        }
+        (None, None) => {
             Box::pin(serve_plain(
                 stream,
                 service,
@@ -281,7 +291,7 @@ async fn serve_connection(
             ))
             .await
         }
-        Some(acceptor) => {
+        (Some(acceptor), _) => {
             let handshake = Box::pin(tokio::time::timeout(head_timeout, acceptor.accept(stream)));
             let tls = match handshake.await {
                 Ok(Ok(tls)) => tls,
@@ -327,7 +337,120 @@ async fn serve_connection(
     }
 }
 
-/// HTTP/1.1 over a plain connection.
+/// What answers a connection's requests: the routes, behind the checks every
+/// request passes first.
+#[derive(Clone)]
+struct Answers<S> {
+    routes: TowerToHyperService<S>,
+    conn: Conn,
+    /// Over a limit: what every request but `/healthz` and `/metrics` gets.
+    refusal: Option<Refusal>,
+    rejections: Arc<Rejections>,
+    /// Where an event stream is parked for `direct`, if this connection
+    /// hands them over.
+    parked: Option<Parked>,
+    /// How many requests the connection has carried.
+    requests: Arc<AtomicU64>,
+}
+
+// Nothing in it is ever pinned (each answer is a future of its own), so a
+// connection can be polled without pinning and taken back from hyper.
+impl<S> Unpin for Answers<S> {}
+
+impl<S: Routes> Service<http::Request<Incoming>> for Answers<S> {
+    type Response = warp::reply::Response;
+    type Error = HandedOver;
+    // Boxed: the routes' future is large, and needed only until the answer.
+    type Future = BoxFuture<'static, Result<Self::Response, HandedOver>>;
+
+    fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        request.extensions_mut().insert(self.conn.clone());
+        let refused = request::check(&request)
+            .err()
+            .or_else(|| match &self.refusal {
+                // Over a limit, only health and metrics are answered as usual.
+                Some(refusal) if !matches!(request.uri().path(), "/healthz" | "/metrics") => {
+                    Some(refusal.clone())
+                }
+                _ => None,
+            });
+        if let Some(refusal) = refused {
+            let answer = refusal.answer(&self.rejections, self.conn.peer);
+            return Box::pin(std::future::ready(Ok(answer)));
+        }
+        let handing = self
+            .parked
+            .clone()
+            .map(|parked| (parked, request.version(), request::asks_close(&request)));
+        let answering = self.routes.call(request);
+        Box::pin(async move {
+            let response = match answering.await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            match handing {
+                Some((parked, version, close)) if direct::is_event_stream(&response) => {
+                    parked.put(Handed {
+                        response,
+                        version,
+                        close,
+                    });
+                    // A turn for hyper to flush what it still holds of an
+                    // answer to a request pipelined before this one.
+                    tokio::task::yield_now().await;
+                    Err(HandedOver)
+                }
+                _ => Ok(response),
+            }
+        })
+    }
+}
+
+/// An event stream a route answered on a plain connection, waiting for the
+/// connection to be handed over to `direct`.
+#[derive(Clone, Default)]
+struct Parked(Arc<Mutex<Option<Handed>>>);
+
+impl Parked {
+    fn put(&self, handed: Handed) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(handed);
+    }
+
+    fn take(&self) -> Option<Handed> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// What the service tells hyper when it parked an event stream: hyper then
+/// stops, writing nothing, and the connection is handed over.
+#[derive(Debug)]
+struct HandedOver;
+
+impl fmt::Display for HandedOver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("handed over to write an event stream")
+    }
+}
+
+impl std::error::Error for HandedOver {}
+
+/// hyper's HTTP/1.1 settings for plain connections.
+fn http1(head_timeout: Duration, reserved: bool) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .max_header_size(MAX_HEADER_SIZE)
+        // hyper's read buffer grows to 400 KB by default as a body streams
+        // in; bodies are read in pieces this size instead.
+        .max_buf_size(READ_BUFFER)
+        .header_read_timeout(head_timeout)
+        // A connection served from the reserve answers one request and closes.
+        .keep_alive(!reserved);
+    builder
+}
+
+/// HTTP/1.1 over a plain connection, with upgrades.
 async fn serve_plain<S>(
     stream: TcpStream,
     service: S,
@@ -342,22 +465,85 @@ where
     S::ResBody: hyper::body::Body + Send + 'static,
     <S::ResBody as hyper::body::Body>::Error: Into<BoxError>,
 {
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .max_header_size(MAX_HEADER_SIZE)
-        // hyper's read buffer grows to 400 KB by default as a body streams
-        // in; bodies are read in pieces this size instead.
-        .max_buf_size(READ_BUFFER)
-        .header_read_timeout(head_timeout)
-        // A connection served from the reserve answers one request and closes.
-        .keep_alive(!reserved);
-    let connection = builder
+    let connection = http1(head_timeout, reserved)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
-    drive(connection, close, &transport.shutdown)
+    drive(pin!(connection), close, &transport.shutdown)
         .await
         .map_err(BoxError::from)
+}
+
+/// HTTP/1.1 over a plain connection that hands event streams over: its
+/// socket, and what hyper had read past the request, once a route's event
+/// stream is parked.
+async fn serve_handing_over<S>(
+    stream: TcpStream,
+    service: S,
+    transport: &Transport,
+    head_timeout: Duration,
+    reserved: bool,
+    close: &CancellationToken,
+) -> Result<Option<(TcpStream, Bytes)>, BoxError>
+where
+    S: hyper::service::HttpService<Incoming, Error = HandedOver> + Unpin,
+    S::Future: Unpin,
+    S::ResBody: hyper::body::Body + Send + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<BoxError>,
+{
+    let connection = http1(head_timeout, reserved).serve_connection(TokioIo::new(stream), service);
+    let mut handing = HandingOver(Some(connection));
+    match drive(Pin::new(&mut handing), close, &transport.shutdown).await {
+        Err(error)
+            if error
+                .source()
+                .is_some_and(|source| source.is::<HandedOver>()) =>
+        {
+            Ok(handing.0.take().map(|connection| {
+                let parts = connection.into_parts();
+                (parts.io.into_inner(), parts.read_buf)
+            }))
+        }
+        Err(error) => Err(error.into()),
+        Ok(()) => Ok(None),
+    }
+}
+
+/// A plain connection served without shutting its socket when it ends, so
+/// that it can be taken back from hyper.
+struct HandingOver<S>(Option<hyper::server::conn::http1::Connection<TokioIo<TcpStream>, S>>)
+where
+    S: hyper::service::HttpService<Incoming>;
+
+impl<S> Future for HandingOver<S>
+where
+    S: hyper::service::HttpService<Incoming> + Unpin,
+    S::Future: Unpin,
+    S::Error: Into<BoxError>,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<BoxError>,
+{
+    type Output = hyper::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().0 {
+            Some(connection) => connection.poll_without_shutdown(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl<S> Graceful for HandingOver<S>
+where
+    S: hyper::service::HttpService<Incoming> + Unpin,
+    S::Error: Into<BoxError>,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<BoxError>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        if let Some(connection) = &mut self.get_mut().0 {
+            Pin::new(connection).graceful_shutdown();
+        }
+    }
 }
 
 /// HTTP/2 or HTTP/1.1 (by ALPN) over TLS.
@@ -394,7 +580,7 @@ where
         .max_concurrent_streams(MAX_STREAMS)
         .max_header_list_size(MAX_HEADER_SIZE as u32);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
-    drive(connection, close, &transport.shutdown).await
+    drive(pin!(connection), close, &transport.shutdown).await
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -405,11 +591,11 @@ pub const MAX_STREAMS: u32 = 128;
 
 /// A connection hyper serves, which can be asked to finish gracefully.
 trait Graceful {
-    fn graceful_shutdown(self: std::pin::Pin<&mut Self>);
+    fn graceful_shutdown(self: Pin<&mut Self>);
 }
 
-impl<C: Graceful + ?Sized> Graceful for std::pin::Pin<Box<C>> {
-    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+impl<C: Graceful + ?Sized> Graceful for Pin<Box<C>> {
+    fn graceful_shutdown(self: Pin<&mut Self>) {
         self.get_mut().as_mut().graceful_shutdown();
     }
 }
@@ -422,7 +608,7 @@ where
     S::ResBody: hyper::body::Body + 'static,
     <S::ResBody as hyper::body::Body>::Error: Into<BoxError>,
 {
-    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+    fn graceful_shutdown(self: Pin<&mut Self>) {
         hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self);
     }
 }
@@ -436,7 +622,7 @@ where
     B::Error: Into<BoxError>,
     E: hyper_util::server::conn::auto::HttpServerConnExec<S::Future, B>,
 {
-    fn graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+    fn graceful_shutdown(self: Pin<&mut Self>) {
         hyper_util::server::conn::auto::UpgradeableConnection::graceful_shutdown(self);
     }
 }
@@ -444,14 +630,13 @@ where
 /// Serves `connection` until it ends, `close` cuts it, or shutdown asks it to
 /// finish (HTTP/2: GOAWAY) and it does (or `close` cuts it then).
 async fn drive<C, E>(
-    connection: C,
+    mut connection: Pin<&mut C>,
     close: &CancellationToken,
     shutdown: &CancellationToken,
 ) -> Result<(), E>
 where
-    C: Future<Output = Result<(), E>> + Graceful,
+    C: Future<Output = Result<(), E>> + Graceful + ?Sized,
 {
-    let mut connection = pin!(connection);
     tokio::select! {
         result = connection.as_mut() => result,
         () = close.cancelled() => Ok(()),

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 pub enum Reason {
     /// A browser page from an origin not on the list.
     Origin,
-    /// A request hyper could not parse as HTTP.
+    /// A request that is not HTTP/1.1 as RFC 9112 has it (unparsable, no
+    /// `Host` or several), a body on an event stream's `GET`, or a request
+    /// sent behind an event stream on its connection.
     MalformedHttp,
     /// A WebSocket upgrade request that breaks RFC 6455.
     Handshake,
@@ -25,7 +27,7 @@ pub enum Reason {
     Binary,
     /// Not JSON, or not `{"message": "..."}`.
     BadMessage,
-    /// A method `/api` does not take.
+    /// A method `/api` does not take, or one the server does not know (`get`).
     Method,
     /// A body that is not declared as JSON.
     ContentType,
